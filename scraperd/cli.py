@@ -1,0 +1,214 @@
+"""The `scraperd` entry point: subcommands, exit codes, one-line errors.
+
+Exit codes: 0 success or clean stop; 78 configuration error (supervisord then leaves the program
+FATAL instead of restarting it forever); 1 any other failure; argparse keeps 2 for a malformed
+command line. Errors are caught here, once, and printed as one line; the traceback goes to the
+log, or to the screen with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from scraperd import config, logsetup
+from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError
+
+PROG = "scraperd"
+
+
+def _settings_help(model: type[config.Common]) -> str:
+    lines = []
+    for key, f in model.model_fields.items():
+        default = "" if f.is_required() else f" [{config.format_value(f.default)}]"
+        lines.append(f"  {key:<28}{f.description or ''}{default}")
+    return "\n".join(lines)
+
+
+RUN_EPILOG = f"""\
+example:
+  scraperd -c etc/scraper.cfg run adtemp_scraper --set maxiter=100 --set sleep=0s
+
+The section's `mode` decides what runs. SIGTERM/SIGINT finish the current write, log
+`shutdown` and exit 0. Exit 78 on a configuration error.
+
+keys of mode = scraper:
+{_settings_help(config.ScraperSection)}
+
+keys only of mode = faker:
+{chr(10).join(line for line in _settings_help(config.FakerSection).splitlines()
+              if line.split()[0] not in config.Common.model_fields)}
+
+keys only of mode = averager:
+{chr(10).join(line for line in _settings_help(config.AveragerSection).splitlines()
+              if line.split()[0] not in config.TargetCommon.model_fields)}
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Scrape DCS slow-control tables into a DBI conditions database, under supervisord.",
+        epilog="Config: -c PATH, else $SCRAPER_CFG, else etc/scraper.cfg. "
+               "Run `scraperd COMMAND --help` for each command.",
+    )
+    p.add_argument("-c", "--config", metavar="PATH", help="config file (default $SCRAPER_CFG or etc/scraper.cfg)")
+    p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run one section (scraper, faker or averager) until maxiter or a signal",
+                         description="Run one config section in the foreground; supervisord runs this.",
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("section", help="config section, e.g. adtemp_scraper")
+    run.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                     help="override a config key for this run (repeatable)")
+    run.add_argument("--drop-target", action="store_true",
+                     help="averager: drop and recreate the target tables first (refused for offline_db)")
+
+    chk = sub.add_parser("check-config", help="validate every section and print a summary table",
+                         description="Validate every section of the config file; exit 78 if any is broken.",
+                         epilog="example:\n  scraperd -c etc/scraper.cfg check-config",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    chk.add_argument("--json", action="store_true", help="one JSON document instead of the table")
+
+    show = sub.add_parser("show", help="print a section's effective settings and where each came from",
+                          description="Effective settings of one section: value and origin "
+                                      "([section], [DEFAULT], --set or default).",
+                          epilog="example:\n  scraperd show adtemp_scraper --set maxage=1h",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    show.add_argument("section")
+    show.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[])
+    show.add_argument("--json", action="store_true")
+
+    ddl = sub.add_parser("ddl", help="print the CREATE TABLE statements of a target .spec",
+                         description="Print the DDL of a DBI table pair (payload, Vld) and LOCALSEQNO.",
+                         epilog="example:\n  scraperd ddl DcsAdTemp --dialect mysql",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ddl.add_argument("spec", help="table or class name (DcsAdTemp, GDcsAdTemp) or a .spec path")
+    ddl.add_argument("--dialect", choices=["mysql", "sqlite"], default="mysql")
+    ddl.add_argument("--spec-dir", metavar="DIR", help="directory of .spec files (default etc/spec)")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Commands
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = config.config_path(args.config)
+    cfg = config.read_file(path)
+    rows: list[dict[str, Any]] = []
+    bad = 0
+    for name in cfg.sections:
+        try:
+            loaded = config.validate(cfg, name)
+            s = loaded.settings
+            rows.append({"section": name, "mode": s.mode, "regime": s.regime.rsplit(":", 1)[-1],
+                         "source": s.source, "target": getattr(s, "target", ""), "status": "ok", "errors": []})
+        except ConfigError as exc:
+            bad += 1
+            rows.append({"section": name, "mode": cfg.sections[name].get("mode", cfg.defaults.get("mode", "?")),
+                         "regime": "", "source": "", "target": "", "status": "ERROR",
+                         "errors": config.error_lines(exc)})
+    if args.json:
+        print(json.dumps({"config": str(path), "sections": rows, "errors": bad}, indent=2))
+    else:
+        _table(rows, ["section", "mode", "regime", "source", "target", "status"])
+        for row in rows:
+            for line in row["errors"]:
+                print(f"{PROG}: {line}", file=sys.stderr)
+        print(f"{len(rows)} sections, {bad} with errors ({path})")
+    return EX_CONFIG if bad else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    path = config.config_path(args.config)
+    loaded = config.load_section(path, args.section, config.parse_overrides(args.overrides))
+    data = loaded.settings.model_dump()
+    rows = [{"key": k, "value": config.format_value(v), "from": loaded.origin.get(k, "default")}
+            for k, v in data.items()]
+    if args.json:
+        print(json.dumps({"section": loaded.name, "config": str(path), "settings": rows,
+                          "ignored": loaded.ignored}, indent=2))
+        return 0
+    print(f"[{loaded.name}]  mode = {loaded.mode}   ({path})")
+    _table(rows, ["key", "value", "from"])
+    for k in loaded.ignored:
+        print(f"  ({k} from [DEFAULT] is not used by mode = {loaded.mode})")
+    return 0
+
+
+def cmd_ddl(args: argparse.Namespace) -> int:
+    from scraperd.dbi import spec as specmod
+    from scraperd.dbi import tables
+
+    if args.spec.endswith(".spec") or Path(args.spec).exists():
+        spec = specmod.load_spec(Path(args.spec))
+    else:
+        spec = specmod.find_spec(args.spec, Path(args.spec_dir) if args.spec_dir else specmod.DEFAULT_SPEC_DIR)
+    print(tables.ddl(spec, args.dialect))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path = config.config_path(args.config)
+    loaded = config.load_section(path, args.section, config.parse_overrides(args.overrides))
+    logsetup.configure(level=loaded.settings.dbi_loglevel)
+    logsetup.bind(section=loaded.name)
+    if loaded.mode == "scraper":
+        from scraperd.scrape import daemon
+
+        return daemon.run(loaded)
+    if loaded.mode == "faker":
+        from scraperd import faker
+
+        return faker.run(loaded)
+    from scraperd import averager
+
+    return averager.run(loaded, drop_target=args.drop_target)
+
+
+COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "show": cmd_show, "ddl": cmd_ddl}
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        for line in config.error_lines(exc):
+            print(f"{PROG}: {line}", file=sys.stderr)
+        return exc.exit_code
+    except ScraperdError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: one line, traceback with --debug or in the log
+        print(f"{PROG}: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        else:
+            try:
+                logsetup.get_logger().error("internal_error", error=repr(exc), exc_info=True)
+            except Exception:
+                pass
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

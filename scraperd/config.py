@@ -1,0 +1,547 @@
+"""The configuration: one INI file, one section per scraper, faker or averager, `[DEFAULT]` shared.
+
+The pydantic models below are the only home of the keys, their defaults, types and help text;
+`scraperd show`, `--help` and gen-ini read them from here. configparser reads the file into
+strings; `load_section()` picks the model for the section's `mode`, validates every key and turns
+the first problem of each key into one line naming file, section and key:
+
+    scraper.cfg [adtemp_scraper] maxage: cannot parse '10 minutes' as a duration (use 10s, 1m, 1h)
+    scraper.cfg [adtemp_scraper] intervall: unknown key (did you mean 'interval'?)
+
+A key from `[DEFAULT]` that the section's mode does not use is ignored (DEFAULT is shared by all
+modes); a key unknown to every mode is an error wherever it stands. Nothing here connects to a
+database: a broken section fails within supervisord's startsecs with exit 78.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import importlib
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from scraperd.errors import ConfigError
+
+CONFIG_ENV = "SCRAPER_CFG"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = Path("etc") / "scraper.cfg"
+
+# ----------------------------------------------------------------------------------------------------------
+# Value parsers: each raises ValueError with the text that follows "key:" in the error line.
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> object:
+    """Read durations as the manual writes them: 10s, 5m, 1h, 1d (a bare number is seconds)."""
+    if not isinstance(value, str):
+        return value
+    m = _DURATION.fullmatch(value.strip().lower())
+    if m is None:
+        raise ValueError(f"cannot parse {value!r} as a duration (use 10s, 1m, 1h)")
+    return timedelta(seconds=float(m[1]) * _SECONDS[m[2]])
+
+
+DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+def parse_datetime(value: object) -> object:
+    """A naive datetime: 2011-02-01 00:00:00 (also 2011-02-01T00:00:00, 2011-02-01)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    for fmt in DATETIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    raise ValueError(f"cannot parse {value!r} as a datetime (use YYYY-MM-DD HH:MM:SS)")
+
+
+def parse_timezone(value: object) -> object:
+    if isinstance(value, ZoneInfo):
+        return value
+    text = str(value).strip()
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {text!r} (use an IANA name such as Asia/Shanghai)") from None
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    return value
+
+
+def parse_int(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise ValueError(f"cannot parse {value!r} as a whole number") from None
+    return value
+
+
+def parse_float(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise ValueError(f"cannot parse {value!r} as a number") from None
+    return value
+
+
+_TRUE = {"1", "yes", "true", "on"}
+_FALSE = {"0", "no", "false", "off"}
+
+
+def parse_bool(value: object) -> object:
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError(f"cannot parse {value!r} as true/false")
+    return value
+
+
+def _optional(parser: Any) -> Any:
+    def inner(value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return parser(value)
+
+    return inner
+
+
+AGGREGATE_FUNCTIONS = ("avg", "min", "max", "std", "stddev", "stddev_pop", "stddev_samp", "variance",
+                       "var_pop", "var_samp", "sum", "count")
+
+
+def parse_aggregate(value: object) -> object:
+    items = _split_list(value)
+    if not isinstance(items, tuple):
+        return items
+    out = []
+    for fn in items:
+        low = fn.lower()
+        if low not in AGGREGATE_FUNCTIONS:
+            raise ValueError(f"unknown aggregate function {fn!r}{_did_you_mean(low, AGGREGATE_FUNCTIONS)}")
+        out.append(low)
+    return tuple(out)
+
+
+_FILTER_FORBIDDEN = (";", "--", "/*", "*/", "#")
+
+
+def check_filter(value: object) -> object:
+    """The operator's own SQL condition: trusted, but one condition, no statement separators or comments."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    for bad in _FILTER_FORBIDDEN:
+        if bad in text:
+            raise ValueError(f"must be one SQL condition: {bad!r} is not allowed")
+    return text
+
+
+def check_regime(value: object) -> object:
+    """`package.module:Class`, importable, a scraperd Regime."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text):
+        raise ValueError(f"expected package.module:Class, got {text!r}")
+    load_regime(text)
+    return text
+
+
+def load_regime(ref: str) -> type:
+    """Import `package.module:Class` and check it is a Regime."""
+    from scraperd.regimes.base import Regime
+
+    module_name, _, cls_name = ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {ref!r}: {exc}") from None
+    kls = getattr(module, cls_name, None)
+    if kls is None:
+        names = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, Regime)]
+        raise ValueError(f"cannot import {ref!r}: module has no {cls_name!r}{_did_you_mean(cls_name, names)}")
+    if not (isinstance(kls, type) and issubclass(kls, Regime)):
+        raise ValueError(f"{ref!r} is not a scraperd Regime")
+    return kls
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+OptDuration = Annotated[timedelta | None, BeforeValidator(_optional(parse_duration))]
+When = Annotated[datetime, BeforeValidator(parse_datetime)]
+OptWhen = Annotated[datetime | None, BeforeValidator(_optional(parse_datetime))]
+Int = Annotated[int, BeforeValidator(parse_int)]
+Float = Annotated[float, BeforeValidator(parse_float)]
+OptFloat = Annotated[float | None, BeforeValidator(_optional(parse_float))]
+Bool = Annotated[bool, BeforeValidator(parse_bool)]
+OptBool = Annotated[bool | None, BeforeValidator(_optional(parse_bool))]
+TimeZone = Annotated[ZoneInfo, BeforeValidator(parse_timezone)]
+Names = Annotated[tuple[str, ...], BeforeValidator(_split_list)]
+Aggregates = Annotated[tuple[str, ...], BeforeValidator(parse_aggregate)]
+Filter = Annotated[str | None, BeforeValidator(check_filter)]
+RegimeRef = Annotated[str, BeforeValidator(check_regime)]
+
+# ----------------------------------------------------------------------------------------------------------
+# The models
+
+
+class Common(BaseModel):
+    """Keys every mode reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    mode: Literal["scraper", "faker", "averager"] = Field(
+        "scraper", description="What the section runs: scraper, faker or averager.")
+    regime: RegimeRef = Field(description="Regime class, e.g. scraperd.regimes.adtemp:AdTemp.")
+    source: str = Field(description="~/.my.cnf section or SQLAlchemy URL of the DCS (source) database.")
+    source_tz: TimeZone = Field(ZoneInfo("Asia/Shanghai"),
+                                description="Time zone of the DCS date_time stamps (the target is UTC).")
+    interval: Duration = Field(timedelta(seconds=10), description="DB time quantum: tcursor step after a "
+                               "propagation; the faker's step between fake rows.")
+    sleep: Duration = Field(timedelta(seconds=3), description="Real-time pause between iterations "
+                            "(scrapers tune it from the lag).")
+    maxiter: Int = Field(0, ge=0, description="Iterations to run, 0 for no limit.")
+    timeformat: str = Field("%Y-%m-%d %H:%M:%S", description="strftime format of datetimes in logs.")
+    host: str = Field("", description="Machine that runs this section (gen-ini --host picks by it).")
+    reconnect_max_wait: Duration = Field(timedelta(seconds=60),
+                                         description="Cap of the exponential backoff between reconnects.")
+    log_samples: Bool = Field(True, description="Log every `sample` event; false keeps propagations, "
+                              "tune and warnings only.")
+    dbi_loglevel: str = Field("INFO", description="Log level (INFO, DEBUG, WARNING).")
+    supervisor_autostart: Bool = Field(True, description="supervisord autostart for this program.")
+    supervisor_startsecs: Int = Field(5, ge=0, description="supervisord startsecs.")
+    supervisor_startretries: Int = Field(3, ge=0, description="supervisord startretries.")
+    supervisor_stopwaitsecs: Int = Field(30, ge=1, description="supervisord stopwaitsecs.")
+    supervisor_logfile_maxbytes: str = Field("50MB", description="supervisord stdout_logfile_maxbytes.")
+    supervisor_logfile_backups: Int = Field(5, ge=0, description="supervisord stdout_logfile_backups.")
+    supervisor_priority: Int = Field(999, ge=0, description="supervisord priority (fakers start first).")
+
+
+class TargetCommon(Common):
+    """Keys of the modes that write DBI records (scraper, averager)."""
+
+    target: str = Field(description="~/.my.cnf section or SQLAlchemy URL of the DBI (target) database.")
+    kls: str | None = Field(None, description="Target DybDbi class or table (GDcsAdTemp); default from the "
+                            "regime.")
+    spec_dir: Path | None = Field(None, description="Directory of the .spec files (default etc/spec).")
+    timefloor: OptWhen = Field(None, description="Local time before which the scraper has no interest "
+                               "(limits the last-validity query).")
+    seed_target_tables: Bool = Field(False, description="Seed an empty target with the regime's seed() "
+                                     "record (refused for offline_db).")
+    seed_timestart: OptWhen = Field(None, description="Seed validity start (source local time).")
+    seed_timeend: OptWhen = Field(None, description="Seed validity end (source local time).")
+    aggregate: Aggregates = Field((), description="MySQL aggregate functions for generic aggregation, "
+                                  "e.g. avg,min,max,std.")
+    aggregate_count: str = Field("count", description="Name of the sample-count attribute.")
+    aggregate_skips: Names = Field((), description="Source columns not aggregated, e.g. id,date_time.")
+    aggregate_filter: Filter = Field(None, description="SQL condition applied to aggregated rows, "
+                                     "e.g. Quality != 0.")
+    aggregate_none: OptFloat = Field(None, description="Value replacing None aggregates of zero-sample "
+                                     "ranges; unset = skip that propagation with a warning.")
+    task: Int = Field(0, description="DBI TASK of the written records.")
+    simmask: Int = Field(1, description="DBI SIMMASK of the written records (1 = data).")
+    status_maxlag: Duration = Field(timedelta(hours=1), description="`scraperd status` exits 1 when the "
+                                    "lag exceeds this.")
+
+    @model_validator(mode="after")
+    def _seed_range(self) -> TargetCommon:
+        if self.seed_target_tables:
+            if self.seed_timestart is None:
+                raise _KeyError("seed_timestart", "required when seed_target_tables = True")
+            if self.seed_timeend is None:
+                raise _KeyError("seed_timeend", "required when seed_target_tables = True")
+        if self.seed_timestart and self.seed_timeend and self.seed_timeend <= self.seed_timestart:
+            raise _KeyError("seed_timeend", "must be after seed_timestart")
+        return self
+
+
+class ScraperSection(TargetCommon):
+    """mode = scraper: sample the source vector, propagate changes as validity records."""
+
+    heartbeat: Duration = Field(timedelta(seconds=3), description="Approximate source update period "
+                                "(sleep tuning).")
+    offset: Int = Field(0, ge=0, description="Read every (offset+1)th source row.")
+    maxage: Duration = Field(timedelta(minutes=10), description="Propagate at least this often (DB time), "
+                             "changed or not.")
+    threshold: Float = Field(1.0, description="Change threshold handed to the regime's changed().")
+    tunesleepmod: Int = Field(1, ge=1, description="Tune the sleep after every Nth propagation.")
+    batch_size: Int = Field(2000, ge=1, description="Source rows read per query when catching up.")
+
+
+class FakerSection(Common):
+    """mode = faker: insert fake rows into the source tables, for testing."""
+
+    faker_dropsrc: Bool = Field(False, description="Drop and recreate the source database from "
+                                "faker_sql at start.")
+    faker_sql: Path | None = Field(None, description="No-data mysqldump of the source DDL "
+                                   "(default etc/fake_dcs.sql).")
+    faker_timestart: OptWhen = Field(None, description="date_time of row id n is faker_timestart + "
+                                     "n × interval; unset = now() in source_tz.")
+    profile: Literal["modulo_ramp", "constant", "random_walk"] = Field(
+        "modulo_ramp", description="Fake values: modulo_ramp, constant or random_walk.")
+    faker_seed: Int = Field(0, description="Random seed of the random_walk profile.")
+
+
+class AveragerSection(TargetCommon):
+    """mode = averager: binned historical aggregation with grouped queries."""
+
+    territory: Duration = Field(timedelta(days=1), description="Territory bin: one grouped query each "
+                                "(aligned on local midnight).")
+    binsize: Duration = Field(timedelta(hours=1), description="Group size inside a territory bin; one "
+                              "record per group.")
+
+    @model_validator(mode="after")
+    def _needs_aggregate(self) -> AveragerSection:
+        if not self.aggregate:
+            raise _KeyError("aggregate", "the averager needs aggregate functions, e.g. avg,min,max,std")
+        return self
+
+
+class _KeyError(ValueError):
+    """A cross-key problem, attributed to one key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+MODELS: dict[str, type[Common]] = {"scraper": ScraperSection, "faker": FakerSection, "averager": AveragerSection}
+ALL_KEYS = sorted({k for m in MODELS.values() for k in m.model_fields})
+Section = ScraperSection | FakerSection | AveragerSection
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class ConfigFile:
+    """The INI file as read: DEFAULT keys and each section's own keys, all strings."""
+
+    path: Path
+    display: str
+    defaults: dict[str, str]
+    sections: dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One validated section with where each value came from."""
+
+    name: str
+    file: ConfigFile
+    settings: Section
+    origin: dict[str, str] = field(default_factory=dict)   # key -> "[section]", "[DEFAULT]", "--set", "default"
+    ignored: dict[str, str] = field(default_factory=dict)  # DEFAULT keys this mode does not use
+
+    @property
+    def mode(self) -> str:
+        return self.settings.mode
+
+
+def config_path(cli_path: str | None) -> Path:
+    """`-c PATH`, else $SCRAPER_CFG, else etc/scraper.cfg (here, then in the scraperd checkout)."""
+    if cli_path:
+        return Path(cli_path)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    if DEFAULT_CONFIG.exists():
+        return DEFAULT_CONFIG
+    return REPO_ROOT / DEFAULT_CONFIG
+
+
+def read_file(path: Path) -> ConfigFile:
+    display = str(path)
+    if not path.exists():
+        raise ConfigError(f"no such config file (use -c PATH or set {CONFIG_ENV})", file=display)
+    parser = configparser.ConfigParser(interpolation=None, strict=True, inline_comment_prefixes=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys as written
+    try:
+        parser.read(path)
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError("key given twice in this section", file=display, section=exc.section,
+                          key=exc.option) from None
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError("section given twice", file=display, section=exc.section) from None
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(f"line {exc.lineno}: text before the first [section] header", file=display) from None
+    except configparser.ParsingError as exc:
+        lines = ", ".join(str(lineno) for lineno, _ in exc.errors)
+        raise ConfigError(f"cannot parse line {lines} (expected key = value)", file=display) from None
+    defaults = {k.lower(): v for k, v in parser.defaults().items()}
+    sections = {}
+    for name in parser.sections():
+        own = parser._sections[name]  # type: ignore[attr-defined]  # the section's own keys, without DEFAULT
+        sections[name] = {k.lower(): v for k, v in own.items()}
+    return ConfigFile(path=path, display=display, defaults=defaults, sections=sections)
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
+    """`--set key=value` pairs."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip().lower()] = value.strip()
+    return out
+
+
+def _pydantic_message(err: Any) -> str:
+    kind = err.get("type", "")
+    msg = str(err.get("msg", ""))
+    value = err.get("input")
+    if kind == "missing":
+        return "missing (required key)"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{value!r} is not one of {expected}"
+    if kind in ("greater_than_equal", "greater_than"):
+        bound = err["ctx"].get("ge", err["ctx"].get("gt"))
+        return f"must be {'>=' if kind.endswith('equal') else '>'} {bound}, got {value!r}"
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, "):]
+    return msg
+
+
+def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None) -> Loaded:
+    """Validate one section; raise ConfigError with every problem, one line each."""
+    if name not in cfg.sections:
+        known = ", ".join(cfg.sections) or "none"
+        raise ConfigError(f"no such section{_did_you_mean(name, cfg.sections)} (sections: {known})",
+                          file=cfg.display, section=name)
+    own = cfg.sections[name]
+    overrides = overrides or {}
+    problems: list[ConfigError] = []
+
+    def problem(key: str | None, message: str, section: str = name) -> None:
+        problems.append(ConfigError(message, file=cfg.display, section=section, key=key))
+
+    mode = (overrides.get("mode") or own.get("mode") or cfg.defaults.get("mode") or "scraper").strip()
+    if mode not in MODELS:
+        problem("mode", f"{mode!r} is not one of scraper, faker, averager{_did_you_mean(mode, MODELS)}")
+        raise _combined(problems)
+    model = MODELS[mode]
+    fields = model.model_fields
+
+    values: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    ignored: dict[str, str] = {}
+    for key, value in cfg.defaults.items():
+        if key in fields:
+            values[key], origin[key] = value, "[DEFAULT]"
+        elif key in ALL_KEYS:
+            ignored[key] = value
+        else:
+            problem(key, f"unknown key{_did_you_mean(key, ALL_KEYS)}", section="DEFAULT")
+    for key, value in own.items():
+        if key in fields:
+            values[key], origin[key] = value, f"[{name}]"
+        elif key in ALL_KEYS:
+            users = ", ".join(m for m, kls in MODELS.items() if key in kls.model_fields)
+            problem(key, f"not used by mode = {mode} (it is a {users} key)")
+        else:
+            problem(key, f"unknown key{_did_you_mean(key, ALL_KEYS)}")
+    for key, value in overrides.items():
+        if key in fields:
+            values[key], origin[key] = value, "--set"
+        else:
+            problems.append(ConfigError(f"unknown key for mode = {mode}{_did_you_mean(key, list(fields))}",
+                                        file="--set", key=key))
+    values["mode"] = mode
+    origin.setdefault("mode", "default")
+
+    settings = None
+    try:
+        settings = model.model_validate(values)
+    except ValidationError as exc:
+        seen: set[str] = set()
+        for err in exc.errors():
+            loc = err.get("loc") or ()
+            key = str(loc[0]) if loc else None
+            ctx_err = err.get("ctx", {}).get("error")
+            if isinstance(ctx_err, _KeyError):
+                key = ctx_err.key
+            if key in seen:
+                continue
+            seen.add(str(key))
+            section = name if origin.get(str(key), f"[{name}]") != "[DEFAULT]" else "DEFAULT"
+            if origin.get(str(key)) == "--set":
+                problems.append(ConfigError(_pydantic_message(err), file="--set", key=key))
+            else:
+                problem(key, _pydantic_message(err), section=section)
+    if problems or settings is None:
+        raise _combined(problems)
+    for key in fields:
+        origin.setdefault(key, "default")
+    return Loaded(name=name, file=cfg, settings=settings, origin=origin, ignored=ignored)
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration problems; str() is one line each."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        first = problems[0]
+        super().__init__(first.message, file=first.file, section=first.section, key=first.key)
+
+    def __str__(self) -> str:
+        return "\n".join(p.line() for p in self.problems)
+
+    def lines(self) -> list[str]:
+        return [p.line() for p in self.problems]
+
+
+def _combined(problems: list[ConfigError]) -> ConfigError:
+    return problems[0] if len(problems) == 1 else ConfigErrors(problems)
+
+
+def error_lines(exc: ConfigError) -> list[str]:
+    return exc.lines() if isinstance(exc, ConfigErrors) else [exc.line()]
+
+
+def load_section(path: Path | str, name: str, overrides: dict[str, str] | None = None) -> Loaded:
+    """Read the file and validate one section."""
+    return validate(read_file(Path(path)), name, overrides)
+
+
+def format_value(value: Any) -> str:
+    """A setting as it would be written in the INI file."""
+    if isinstance(value, timedelta):
+        secs = value.total_seconds()
+        for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+            if secs >= n and secs % n == 0:
+                return f"{int(secs // n)}{unit}"
+        return f"{secs:g}s"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, ZoneInfo):
+        return value.key
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if value is None:
+        return ""
+    return str(value)

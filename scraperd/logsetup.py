@@ -1,0 +1,59 @@
+"""structlog configuration, chosen once per process: JSON lines under supervisord, colour on a terminal.
+
+Event names are an interface (operators, `scraperd logs` and the tests read them):
+
+    startup       per source: context (sitemask, subsite) and tcursor; the daemon is ready
+    seed          a seed record written into an empty target
+    sample        one source-vector sample: section, source, n, ids, tcursor, fullness, state, range, proceed
+    propagate     a validity record written: source, seqno, rows, timestart, timeend (UTC), sitemask, subsite
+    tune          sleep tuning: maxlag_s, lag_heartbeats, sleep_s
+    db_retry      a lost/refused connection, retried: db (source|target), attempt, wait_s, error
+    seqno_repair  LOCALSEQNO was behind max(SEQNO) of the Vld table; the larger value was used
+    fake          a faker iteration: ids written
+    progress      long work (averager): done, total, rows_per_s, eta_s
+    shutdown      clean stop: reason (signal, maxiter)
+    warning-level events name the condition: aggregate_empty, bad_row, duplicate_date_time, source_error
+
+Every event carries `section` (bound at start-up) and `event`. Values are fields, never formatted
+into the message. Passwords never reach a log: databases are named with databases.describe().
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+
+def configure(*, json: bool | None = None, stream: TextIO | None = None, level: str = "INFO") -> None:
+    """Configure structlog for this process; json=None decides by whether stream is a terminal."""
+    stream = stream or sys.stdout
+    if json is None:
+        json = not stream.isatty()
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+    ]
+    if json:
+        processors += [structlog.processors.format_exc_info,
+                       structlog.processors.JSONRenderer(default=str, sort_keys=False)]
+    else:
+        processors += [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def bind(**kw: Any) -> None:
+    """Bind context (section, mode, ...) to every later event of this process."""
+    structlog.contextvars.bind_contextvars(**kw)
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

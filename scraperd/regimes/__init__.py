@@ -1,0 +1,1 @@
+"""Regimes: the table-specific plug-ins (pmthv, adtemp, adlidsensor). See regimes/base.py."""
