@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("section", help="config section, e.g. adtemp_scraper")
     run.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                      help="override a config key for this run (repeatable)")
+    run.add_argument("--catch-up", action="store_true",
+                     help="scraper: exit 0 as soon as every source is caught up (a one-shot backfill)")
     run.add_argument("--drop-target", action="store_true",
                      help="averager: drop and recreate the target tables first (refused for offline_db)")
 
@@ -163,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded.mode == "scraper":
         from scraperd.scrape import daemon
 
-        return daemon.run(loaded)
+        return daemon.run(loaded, until_caught_up=args.catch_up)
     if loaded.mode == "faker":
         from scraperd import faker
 

@@ -157,7 +157,7 @@ def register_sqlite_functions(dbapi_conn: sqlite3.Connection) -> None:
         dbapi_conn.create_aggregate(fname, 1, kls)
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, begin: str) -> None:
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_conn: sqlite3.Connection, _rec: Any) -> None:
         # Let SQLAlchemy's BEGIN (below) own the transaction; pysqlite's own is off.
@@ -171,17 +171,22 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        # BEGIN IMMEDIATE takes the write lock up front: two writers never deadlock on upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers BEGIN IMMEDIATE: the write lock is taken up front, so two writers never deadlock on
+        # upgrading a read lock. Readers (a scraper's source) BEGIN DEFERRED and never block a writer.
+        conn.exec_driver_sql(begin)
 
 
-def make_engine(url: URL, **kw: Any) -> Engine:
-    """An Engine for url: pre-pinged pool; SQLite with WAL, busy timeout, STD() and BEGIN IMMEDIATE."""
+def make_engine(url: URL, *, readonly: bool = False, **kw: Any) -> Engine:
+    """An Engine for url: pre-pinged pool; SQLite with WAL, busy timeout, STD() and BEGIN IMMEDIATE.
+
+    readonly=True is for a database this process only reads (a scraper's source): on SQLite its
+    transactions begin DEFERRED so they never take the write lock.
+    """
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool, **kw)
-        _sqlite_setup(engine)
+        _sqlite_setup(engine, "BEGIN" if readonly else "BEGIN IMMEDIATE")
         return engine
     kw.setdefault("pool_pre_ping", True)
     kw.setdefault("pool_recycle", 3600)
@@ -189,16 +194,16 @@ def make_engine(url: URL, **kw: Any) -> Engine:
     return sa.create_engine(url, **kw)
 
 
-def engine_for(name: str, *, mycnf: Path | None = None, **kw: Any) -> Engine:
+def engine_for(name: str, *, mycnf: Path | None = None, readonly: bool = False, **kw: Any) -> Engine:
     """Resolve a config name (my.cnf section or URL) and make its engine."""
-    return make_engine(resolve(name, mycnf=mycnf), **kw)
+    return make_engine(resolve(name, mycnf=mycnf), readonly=readonly, **kw)
 
 
 def ensure_database(url: URL) -> None:
     """Create the MySQL database named in url when it does not exist (SQLite files appear by themselves)."""
     if url.get_backend_name() == "sqlite" or not url.database:
         return
-    server = make_engine(url.set(database=None))
+    server = make_engine(url._replace(database=None))  # URL.set() ignores None
     try:
         with server.begin() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
@@ -213,7 +218,7 @@ def drop_database(url: URL) -> None:
             for suffix in ("", "-wal", "-shm"):
                 Path(url.database + suffix).unlink(missing_ok=True)
         return
-    server = make_engine(url.set(database=None))
+    server = make_engine(url._replace(database=None))  # URL.set() ignores None
     try:
         with server.begin() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{url.database}`")

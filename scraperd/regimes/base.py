@@ -106,8 +106,15 @@ class Faker:
 
     def __init__(self, *, profile: str = "modulo_ramp", seed: int = 0) -> None:
         self.profile = profile
-        self.rng = random.Random(seed)
+        self.seed = seed
         self._walk: dict[tuple[str, str], float] = {}
+
+    def prime(self, table: str, last: Mapping[str, Any] | None) -> None:
+        """Continue a random walk from the table's last row (so a restarted faker changes nothing)."""
+        for k, v in (last or {}).items():
+            f = finite_or_none(v)
+            if f is not None and k not in ("id", "date_time"):
+                self._walk[(table, k)] = f
 
     def fake(self, inst: Instance, id: int, dt: datetime) -> None:  # noqa: A002 - the manual's signature
         """Set id, date_time and every value column of inst."""
@@ -127,10 +134,10 @@ class Faker:
             return base
         if self.profile == "modulo_ramp":
             return base + float(id % 10)
-        # random_walk: seeded steps of ±1 % of the base, per (table, column)
+        # random_walk: steps of ±1 % of the base, drawn from (seed, table, column, id): reproducible
         key = (table, column)
         cur = self._walk.get(key, base)
-        cur += self.rng.uniform(-1, 1) * max(abs(base), 1.0) * 0.01
+        cur += random.Random(f"{self.seed}:{table}:{column}:{id}").uniform(-1, 1) * max(abs(base), 1.0) * 0.01
         self._walk[key] = cur
         return round(cur, 2)
 

@@ -1,0 +1,176 @@
+"""Read a DBI target: the record valid at a time for a context, the last record of a context, payloads.
+
+The context query is DBI's validity resolution reduced to what a scraper and its tests need: of
+the Vld rows whose [TIMESTART, TIMEEND) holds t, whose SITEMASK and SIMMASK share a bit with the
+context's, and whose SUBSITE, TASK and AGGREGATENO equal it, the one with the highest VERSIONDATE
+wins. DBI left ties to whatever order the server returned (the cause of Daya Bay's "overlay
+versioning bug"); here the higher SEQNO, i.e. the later write, wins a tie. A rollback date hides
+rows inserted at or after it (INSERTDATE < rollback, strict, as DBI's rollback condition).
+
+Unlike DBI there is no time gate, no cache and no trimming of the winner's range by its neighbours:
+callers get the stored row. A gap is (None, []).
+
+Each query is built by a function returning the statement and run by a function that takes a
+Connection or an Engine; nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from scraperd.dbi.tables import DbiTables
+from scraperd.errors import DataError
+
+if TYPE_CHECKING:
+    from scraperd.dbi.writer import Context
+
+VLD_COLUMNS = ("SEQNO", "TIMESTART", "TIMEEND", "SITEMASK", "SIMMASK", "SUBSITE", "TASK", "AGGREGATENO",
+               "VERSIONDATE", "INSERTDATE")
+
+
+@dataclass(frozen=True)
+class VldRow:
+    """One row of a <T>Vld table."""
+
+    seqno: int
+    timestart: datetime
+    timeend: datetime
+    sitemask: int
+    simmask: int
+    subsite: int
+    task: int
+    aggregateno: int
+    versiondate: datetime
+    insertdate: datetime
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> VldRow:
+        m = row._mapping
+        return cls(*(m[c] for c in VLD_COLUMNS))
+
+
+@contextmanager
+def connected(conn_or_engine: Connection | Engine) -> Iterator[Connection]:
+    """A Connection: the one given, or a new one from the Engine for the duration of the block."""
+    if isinstance(conn_or_engine, Engine):
+        with conn_or_engine.connect() as conn:
+            yield conn
+    else:
+        yield conn_or_engine
+
+
+def _naive(t: datetime, what: str) -> datetime:
+    if not isinstance(t, datetime) or t.tzinfo is not None:
+        raise DataError(f"{what} must be a naive datetime holding UTC, got {t!r}")
+    return t
+
+
+def context_clause(tables: DbiTables, *, sitemask: int, subsite: int, simmask: int = 1, task: int = 0,
+                   aggregateno: int = -1) -> sa.ColumnElement[bool]:
+    """The Vld rows serving a context: masks share a bit; subsite, task and aggregate number equal."""
+    v = tables.vld.c
+    return sa.and_(
+        v.SITEMASK.op("&")(sitemask) != 0,
+        v.SIMMASK.op("&")(simmask) != 0,
+        v.SUBSITE == subsite,
+        v.TASK == task,
+        # Legacy DBI rows may hold NULL here; DBI's own tools read NULL as -1, non-aggregated.
+        sa.func.coalesce(v.AGGREGATENO, -1) == aggregateno,
+    )
+
+
+def context_select(tables: DbiTables, t: datetime, *, sitemask: int, subsite: int, simmask: int = 1,
+                   task: int = 0, aggregateno: int = -1, rollback: datetime | None = None) -> sa.Select[Any]:
+    """The winning Vld row at t for a context (see the module docstring), as a statement."""
+    v = tables.vld.c
+    stmt = (sa.select(tables.vld)
+            .where(v.TIMESTART <= _naive(t, "t"), v.TIMEEND > t,
+                   context_clause(tables, sitemask=sitemask, subsite=subsite, simmask=simmask, task=task,
+                                  aggregateno=aggregateno))
+            .order_by(v.VERSIONDATE.desc(), v.SEQNO.desc())
+            .limit(1))
+    if rollback is not None:
+        stmt = stmt.where(v.INSERTDATE < _naive(rollback, "rollback"))
+    return stmt
+
+
+def payload_select(tables: DbiTables, seqno: int) -> sa.Select[Any]:
+    p = tables.payload
+    return (sa.select(*(p.c[c] for c in tables.spec.column_names))
+            .where(p.c.SEQNO == seqno).order_by(p.c.ROW_COUNTER))
+
+
+def payload(conn_or_engine: Connection | Engine, tables: DbiTables, seqno: int) -> list[dict[str, Any]]:
+    """The payload rows of one SEQNO in ROW_COUNTER order, as dicts keyed by the spec's column names."""
+    with connected(conn_or_engine) as conn:
+        return [dict(r._mapping) for r in conn.execute(payload_select(tables, seqno))]
+
+
+def best_vld(conn: Connection, tables: DbiTables, t: datetime, *, sitemask: int, subsite: int,
+             simmask: int = 1, task: int = 0, aggregateno: int = -1,
+             rollback: datetime | None = None) -> VldRow | None:
+    """The winning Vld row at t for a context, without its payload."""
+    row = conn.execute(context_select(tables, t, sitemask=sitemask, subsite=subsite, simmask=simmask, task=task,
+                                      aggregateno=aggregateno, rollback=rollback)).first()
+    return None if row is None else VldRow.from_row(row)
+
+
+def context_query(conn_or_engine: Connection | Engine, tables: DbiTables, t: datetime, *, sitemask: int,
+                  subsite: int, simmask: int = 1, task: int = 0, aggregateno: int = -1,
+                  rollback: datetime | None = None) -> tuple[VldRow | None, list[dict[str, Any]]]:
+    """The record valid at t (naive UTC) for a context, and its payload rows; (None, []) in a gap."""
+    with connected(conn_or_engine) as conn:
+        vld = best_vld(conn, tables, t, sitemask=sitemask, subsite=subsite, simmask=simmask, task=task,
+                       aggregateno=aggregateno, rollback=rollback)
+        return (None, []) if vld is None else (vld, payload(conn, tables, vld.seqno))
+
+
+def _exact_context(tables: DbiTables, context: Context) -> sa.ColumnElement[bool]:
+    v = tables.vld.c
+    return sa.and_(v.SITEMASK == context.sitemask, v.SIMMASK == context.simmask, v.SUBSITE == context.subsite,
+                   v.TASK == context.task, sa.func.coalesce(v.AGGREGATENO, -1) == context.aggregateno)
+
+
+def last_validity_select(tables: DbiTables, context: Context,
+                         timefloor: datetime | None = None) -> sa.Select[Any]:
+    """The latest Vld row written for exactly this context, as a statement.
+
+    Ordered by (TIMEEND, SEQNO) descending with LIMIT 1: InnoDB's TIMEEND key ends in the primary
+    key, and SQLite's in the rowid (SEQNO), so the server reads the key backwards and stops at the
+    first row of the context instead of sorting the table.
+    """
+    v = tables.vld.c
+    stmt = (sa.select(tables.vld).where(_exact_context(tables, context))
+            .order_by(v.TIMEEND.desc(), v.SEQNO.desc()).limit(1))
+    if timefloor is not None:
+        stmt = stmt.where(v.TIMESTART >= _naive(timefloor, "timefloor"))
+    return stmt
+
+
+def last_validity(conn_or_engine: Connection | Engine, tables: DbiTables, context: Context,
+                  timefloor: datetime | None = None) -> VldRow | None:
+    """The validity record of a context that ends last (ties: highest SEQNO); None when there is none.
+
+    Scrapers resume from it. timefloor, when given, ignores records starting before it.
+    """
+    with connected(conn_or_engine) as conn:
+        row = conn.execute(last_validity_select(tables, context, timefloor)).first()
+        return None if row is None else VldRow.from_row(row)
+
+
+def latest_timeend(conn: Connection, tables: DbiTables, *, sitemask: int, subsite: int, simmask: int = 1,
+                   task: int = 0, aggregateno: int = -1) -> datetime | None:
+    """The latest TIMEEND of the rows serving a context: no record holds a time at or after it."""
+    v = tables.vld.c
+    stmt = (sa.select(v.TIMEEND)
+            .where(context_clause(tables, sitemask=sitemask, subsite=subsite, simmask=simmask, task=task,
+                                  aggregateno=aggregateno))
+            .order_by(v.TIMEEND.desc()).limit(1))
+    return conn.execute(stmt).scalar()

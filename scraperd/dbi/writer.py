@@ -1,0 +1,258 @@
+"""Write validity records: one Vld row and its payload rows, under a SEQNO from LOCALSEQNO.
+
+DBI reserved the SEQNO under `LOCK TABLES`, released the lock, then wrote the Vld row and the
+payload rows without a transaction: a crash between them left a Vld row without payload, and
+concurrent writers were a known problem. Here one transaction holds it all:
+
+    lock the table's LOCALSEQNO row (SELECT ... FOR UPDATE; SQLite: BEGIN IMMEDIATE)
+    SEQNO = max(LASTUSEDSEQNO, max(SEQNO) of <T>Vld) + 1    (a larger max is logged: seqno_repair)
+    VERSIONDATE by the overlay rule when not given            (sees everything committed before us)
+    INSERT the Vld row, INSERT the payload rows (ROW_COUNTER 1..n), UPDATE LOCALSEQNO
+    COMMIT
+
+so a crash at any instant leaves the whole record or none of it, and writers of the same table in
+several processes queue on one row lock (writers of other tables do not wait for them).
+
+Overlay rule (DBI's QueryOverlayVersionDate), used when a record's versiondate is None: run the
+context query for the record's own context at its TIMESTART; in a gap VERSIONDATE = TIMESTART,
+else the found record's VERSIONDATE + 60 s, so that a later write overlays the earlier ones.
+
+Payload values are checked and converted per column (tables.convert_row) before the transaction
+starts: a bad value is a DataError naming the column, and nothing is written.
+
+Log events: seqno_repair (table, localseqno, max_seqno), empty_record (table, seqno, timestart,
+timeend): DBI's "VLD entry but no data", allowed because it hides data that is now invalid.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypedDict
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Connection, Engine
+
+from scraperd.dbi import reader
+from scraperd.dbi.tables import BEGINNING_OF_TIME, END_OF_TIME, DbiTables, convert_row, seqno_row_insert
+from scraperd.errors import DataError
+
+log = structlog.get_logger(__name__)
+
+OVERLAY_STEP = timedelta(seconds=60)
+_TINYINT = range(-128, 128)
+_INT = range(-(2 ** 31), 2 ** 31)
+
+
+class ContextKw(TypedDict):
+    sitemask: int
+    subsite: int
+    simmask: int
+    task: int
+    aggregateno: int
+
+
+@dataclass(frozen=True)
+class Context:
+    """A DBI context as written in the Vld row."""
+
+    sitemask: int
+    subsite: int
+    simmask: int = 1
+    task: int = 0
+    aggregateno: int = -1
+
+    def query_kw(self) -> ContextKw:
+        """The keyword arguments of reader.context_query for this context."""
+        return {"sitemask": self.sitemask, "subsite": self.subsite, "simmask": self.simmask, "task": self.task,
+                "aggregateno": self.aggregateno}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One validity record to write: its range [timestart, timeend) in naive UTC, context and payload."""
+
+    timestart: datetime
+    timeend: datetime
+    context: Context
+    rows: Sequence[Mapping[str, Any]]
+    versiondate: datetime | None = None  # None: the overlay rule decides
+
+
+def utcnow() -> datetime:
+    """Now, as the target stores it: naive UTC, whole seconds."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def _second(t: Any, what: str, index: int) -> datetime:
+    if not isinstance(t, datetime) or t.tzinfo is not None:
+        raise DataError(f"record {index}: {what} must be a naive datetime holding UTC, got {t!r}")
+    # DATETIME keeps whole seconds (MariaDB would truncate, MySQL round): drop the fraction here, once.
+    return t.replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A record whose times are whole seconds and whose payload rows are converted, ready to insert."""
+
+    timestart: datetime
+    timeend: datetime
+    context: Context
+    rows: list[dict[str, Any]]
+    versiondate: datetime | None
+
+
+def _check(tables: DbiTables, record: Record, index: int) -> _Checked:
+    start = _second(record.timestart, "timestart", index)
+    end = _second(record.timeend, "timeend", index)
+    if not BEGINNING_OF_TIME <= start < end <= END_OF_TIME:
+        raise DataError(f"record {index}: validity [{start}, {end}) is empty or outside "
+                        f"[{BEGINNING_OF_TIME}, {END_OF_TIME}]")
+    vdate = None if record.versiondate is None else _second(record.versiondate, "versiondate", index)
+    c = record.context
+    for name, value, allowed in (("sitemask", c.sitemask, _TINYINT), ("simmask", c.simmask, _TINYINT),
+                                 ("subsite", c.subsite, _INT), ("task", c.task, _INT),
+                                 ("aggregateno", c.aggregateno, _INT)):
+        if not isinstance(value, int) or value not in allowed:
+            raise DataError(f"record {index}: context {name}={value!r} is not an integer the Vld column holds")
+    try:
+        rows = [convert_row(tables, row) for row in record.rows]
+    except DataError as exc:
+        raise DataError(f"record {index}: {exc}") from None
+    return _Checked(start, end, c, rows, vdate)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SEQNO reservation
+
+def _lock_seqno_row(conn: Connection, tables: DbiTables) -> int | None:
+    """Lock the table's own LOCALSEQNO row and return its value; None when the table has no row."""
+    ls = tables.localseqno
+    row = conn.execute(sa.select(ls.c.LASTUSEDSEQNO).where(ls.c.TABLENAME == tables.name)
+                       .with_for_update()).first()
+    return None if row is None else (row[0] or 0)
+
+
+def _add_seqno_row(engine: Engine, tables: DbiTables) -> None:
+    """Give the table its LOCALSEQNO row, a copy of '*', in a transaction of its own.
+
+    Not inside the write transaction: on InnoDB a locking read of a missing key takes a gap lock,
+    and two writers each holding that gap and then inserting the row deadlock. A copy of '*' keeps
+    DBI's meaning ("the table's row, or '*' when absent"); create_tables normally made it already.
+    """
+    with engine.begin() as conn:
+        for stmt in seqno_row_insert(tables):
+            conn.execute(stmt)
+
+
+def _reserve(conn: Connection, tables: DbiTables, last: int, n: int) -> int:
+    """Reserve n SEQNOs after last (the locked LOCALSEQNO value); return the first."""
+    max_seqno = conn.execute(sa.select(sa.func.max(tables.vld.c.SEQNO))).scalar() or 0
+    if max_seqno > last:
+        # Someone wrote Vld rows without LOCALSEQNO (a restored dump, a hand fix): never reuse a SEQNO.
+        log.warning("seqno_repair", table=tables.name, localseqno=last, max_seqno=max_seqno)
+        last = max_seqno
+    ls = tables.localseqno
+    conn.execute(sa.update(ls).where(ls.c.TABLENAME == tables.name).values(LASTUSEDSEQNO=last + n))
+    return last + 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Overlay versioning
+
+def _matches(earlier: Context, query: Context) -> bool:
+    """Would the context query for `query` consider a row written with context `earlier`?"""
+    return bool(earlier.sitemask & query.sitemask) and bool(earlier.simmask & query.simmask) and (
+        (earlier.subsite, earlier.task, earlier.aggregateno) == (query.subsite, query.task, query.aggregateno))
+
+
+def _versiondates(conn: Connection, tables: DbiTables, records: Sequence[_Checked],
+                  seqnos: Sequence[int]) -> list[datetime]:
+    """VERSIONDATE of each record, as if the records were written one after the other.
+
+    The overlay winner for a record is the best of two candidates, by (VERSIONDATE, SEQNO): the
+    target's answer to the context query, and the earlier records of this batch that the same query
+    would have found had they been written first (they have the higher SEQNOs). When a context has
+    several records in the batch, one query for its latest TIMEEND tells which records start after
+    everything in the target, and those need no query of their own: the averager's time-ordered
+    batches cost one query per context, not one per record.
+    """
+    overlaid = Counter(r.context for r in records if r.versiondate is None)
+    target_end: dict[Context, datetime | None] = {}
+    # Earlier batch records, grouped by the part of the context matched by equality; for each group
+    # the latest end seen, so a record starting after it skips the scan.
+    earlier: dict[tuple[int, int, int], list[tuple[_Checked, datetime, int]]] = defaultdict(list)
+    earlier_end: dict[tuple[int, int, int], datetime] = {}
+    out: list[datetime] = []
+    for rec, seqno in zip(records, seqnos, strict=True):
+        ctx, t = rec.context, rec.timestart
+        key = (ctx.subsite, ctx.task, ctx.aggregateno)
+        vdate = rec.versiondate
+        if vdate is None:
+            best: tuple[datetime, int] | None = None
+            if overlaid[ctx] > 1 and ctx not in target_end:
+                target_end[ctx] = reader.latest_timeend(conn, tables, **ctx.query_kw())
+            end = target_end.get(ctx, END_OF_TIME)
+            if end is not None and t < end:
+                vld = reader.best_vld(conn, tables, t, **ctx.query_kw())
+                if vld is not None:
+                    best = (vld.versiondate, vld.seqno)
+            if t < earlier_end.get(key, BEGINNING_OF_TIME):
+                for other, other_vdate, other_seqno in earlier[key]:
+                    if other.timestart <= t < other.timeend and _matches(other.context, ctx):
+                        best = max(best or (other_vdate, other_seqno), (other_vdate, other_seqno))
+            vdate = t if best is None else best[0] + OVERLAY_STEP
+        earlier[key].append((rec, vdate, seqno))
+        earlier_end[key] = max(earlier_end.get(key, rec.timeend), rec.timeend)
+        out.append(vdate)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Writing
+
+def write(engine: Engine, tables: DbiTables, record: Record) -> int:
+    """Write one validity record and its payload rows in one transaction; return its SEQNO."""
+    return write_many(engine, tables, [record])[0]
+
+
+def write_many(engine: Engine, tables: DbiTables, records: Sequence[Record]) -> list[int]:
+    """Write records in one transaction with consecutive SEQNOs, in order; return the SEQNOs.
+
+    One LOCALSEQNO update for the batch, one executemany for the Vld rows and one for the payload.
+    """
+    checked = [_check(tables, r, i) for i, r in enumerate(records)]
+    if not checked:
+        return []
+    for attempt in range(2):
+        with engine.begin() as conn:
+            last = _lock_seqno_row(conn, tables)
+            if last is not None:
+                return _insert(conn, tables, checked, _reserve(conn, tables, last, len(checked)))
+        # The table had no LOCALSEQNO row: nothing was written and the (empty) transaction is over.
+        if attempt == 0:
+            _add_seqno_row(engine, tables)
+    raise DataError(f"LOCALSEQNO has no row for {tables.name} even after adding one")
+
+
+def _insert(conn: Connection, tables: DbiTables, records: list[_Checked], first: int) -> list[int]:
+    seqnos = list(range(first, first + len(records)))
+    vdates = _versiondates(conn, tables, records, seqnos)
+    inserted = utcnow()
+    conn.execute(sa.insert(tables.vld), [
+        {"SEQNO": seqno, "TIMESTART": r.timestart, "TIMEEND": r.timeend, "SITEMASK": r.context.sitemask,
+         "SIMMASK": r.context.simmask, "SUBSITE": r.context.subsite, "TASK": r.context.task,
+         "AGGREGATENO": r.context.aggregateno, "VERSIONDATE": vdate, "INSERTDATE": inserted}
+        for r, seqno, vdate in zip(records, seqnos, vdates, strict=True)])
+    payload = [{"SEQNO": seqno, "ROW_COUNTER": counter, **row}
+               for r, seqno in zip(records, seqnos, strict=True)
+               for counter, row in enumerate(r.rows, start=1)]
+    if payload:
+        conn.execute(sa.insert(tables.payload), payload)
+    for r, seqno in zip(records, seqnos, strict=True):
+        if not r.rows:
+            log.warning("empty_record", table=tables.name, seqno=seqno, timestart=r.timestart, timeend=r.timeend)
+    return seqnos

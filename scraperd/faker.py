@@ -1,0 +1,124 @@
+"""The faker: fill the fake DCS source tables, one row per table per iteration, for testing scrapers.
+
+Row ids continue from the table's last id. With `faker_timestart` the row with id n has
+date_time = faker_timestart + n × interval (elapsed time, shown as local wall time of source_tz, so
+a DST change looks as it would in the real DCS); without it, date_time is now() in source_tz.
+Values come from the regime's Faker and the `profile`. The rows of one iteration are inserted in one
+transaction, so a scraper joining tables (HV ⋈ HVPw) never sees half an iteration.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from scraperd import config, databases, dcsddl, logsetup, retry
+from scraperd.regimes.base import Instance, Regime
+from scraperd.scrape import sampling
+from scraperd.scrape.daemon import install_signal_handlers
+
+log = logsetup.get_logger("scraperd.faker")
+
+
+class FakerDaemon:
+    def __init__(self, loaded: config.Loaded, stop: threading.Event) -> None:
+        s = loaded.settings
+        assert isinstance(s, config.FakerSection)
+        self.loaded, self.s, self.stop = loaded, s, stop
+        self.regime_cls: type[Regime] = config.load_regime(s.regime)
+        self.faker = self.regime_cls.faker(profile=s.profile, seed=s.faker_seed)
+        try:
+            self.url = databases.resolve(s.source)
+        except config.ConfigError as exc:
+            raise config.ConfigError(exc.message, file=loaded.file.display, section=loaded.name,
+                                     key="source") from None
+        self.ddl = Path(s.faker_sql) if s.faker_sql else dcsddl.DEFAULT_DDL
+        self.engine: sa.Engine | None = None
+        self.tables: list[sa.Table] = []
+        self.iterations = 0
+        self.dropped = False
+
+    @property
+    def table_names(self) -> list[str]:
+        return [t for src in self.regime_cls.sources for t in src.tables]
+
+    def start(self) -> None:
+        if self.s.faker_dropsrc and not self.dropped:
+            created = dcsddl.recreate(self.url, self.ddl)
+            self.dropped = True  # once per process start, not again after a reconnect
+            log.info("faker_dropsrc", ddl=str(self.ddl), tables=len(created))
+        else:
+            databases.ensure_database(self.url)
+        if self.engine is None:
+            self.engine = databases.make_engine(self.url)
+        with retry.side("source"):
+            created = dcsddl.create_missing(self.engine, self.ddl, self.table_names)
+            if created:
+                log.info("faker_created", tables=created)
+            md = sa.MetaData()
+            with self.engine.connect() as conn:
+                self.tables = [sa.Table(n, md, autoload_with=conn) for n in self.table_names]
+                for t in self.tables:  # random_walk continues from the last row, so restarts change nothing
+                    last = conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(1)).mappings().first()
+                    self.faker.prime(t.name, dict(last) if last else None)
+        log.info("startup", mode="faker", tables=self.table_names, profile=self.s.profile)
+
+    def when(self, id: int) -> datetime:  # noqa: A002
+        s = self.s
+        if s.faker_timestart is not None:
+            start_utc = sampling.to_utc(s.faker_timestart, s.source_tz)
+            return sampling.to_local(start_utc + id * s.interval, s.source_tz)
+        return datetime.now(UTC).astimezone(s.source_tz).replace(tzinfo=None, microsecond=0)
+
+    def iterate(self) -> list[int]:
+        assert self.engine is not None
+        ids: list[int] = []
+        with retry.side("source"), self.engine.begin() as conn:
+            for table in self.tables:
+                last = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+                id_ = int(last) + 1
+                inst = Instance(table.name, [c.name for c in table.columns])
+                self.faker.fake(inst, id_, self.when(id_))
+                conn.execute(table.insert().values(**inst))
+                ids.append(id_)
+        return ids
+
+    def loop(self) -> str:
+        s = self.s
+        while not self.stop.is_set():
+            if s.maxiter and self.iterations >= s.maxiter:
+                return "maxiter"
+            ids = self.iterate()
+            self.iterations += 1
+            if s.log_samples:
+                log.info("fake", ids=sorted(set(ids)), date_time=self.when(ids[0]).strftime(s.timeformat)
+                         if s.faker_timestart else None, n=self.iterations)
+            if s.sleep.total_seconds() > 0 and not (s.maxiter and self.iterations >= s.maxiter):
+                self.stop.wait(s.sleep.total_seconds())
+        return getattr(self.stop, "signal", "signal")
+
+
+def run(loaded: config.Loaded, stop: threading.Event | None = None) -> int:
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        install_signal_handlers(stop)
+    daemon = FakerDaemon(loaded, stop)
+    reason = "signal"
+    t0 = time.monotonic()
+    try:
+        for attempt in retry.reconnecting(stop, loaded.settings.reconnect_max_wait):
+            with attempt:
+                daemon.start()
+                reason = daemon.loop()
+    except retry.Disconnected:
+        if not stop.is_set():
+            raise
+    finally:
+        if daemon.engine is not None:
+            daemon.engine.dispose()
+    log.info("shutdown", reason=reason, iterations=daemon.iterations, elapsed_s=round(time.monotonic() - t0, 1))
+    return 0

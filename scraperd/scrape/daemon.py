@@ -1,0 +1,310 @@
+"""The scraper daemon: the imperative shell around sampling.py.
+
+    start()  connect, reflect the sources, create the target tables, and per source resume() from
+             the last validity record (seeding an empty context when configured). One path serves
+             first start, restart after kill -9 and reconnect after an outage: no state file.
+    loop     one iteration = at most one collected sample per source. Rows are read in batches
+             (one query returns many), so catching up a week of data does not crawl; the sampling
+             decisions are the same as reading row by row.
+    sleep    stop.wait(sleep_s): SIGTERM ends the wait at once; the current write always finishes.
+
+This module only sleeps, handles signals, retries and logs; what to sample and when to propagate is
+decided in sampling.py and the regime.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from scraperd import config, logsetup, retry
+from scraperd.dbi import reader, writer
+from scraperd.dbi.tables import DbiTables, create_tables
+from scraperd.dbi.writer import Context, Record
+from scraperd.errors import ConfigError
+from scraperd.regimes.base import Regime, Scraper, Source
+from scraperd.scrape import aggregate, sampling, source
+from scraperd.scrape import target as tgt
+from scraperd.scrape.sampling import Sampler, SourceRow
+
+log = logsetup.get_logger("scraperd.scraper")
+
+
+@dataclass
+class SourceCursor:
+    """Per-source runtime state: the reflected table, its context, the sampler and the read buffer."""
+
+    source: Source
+    table: source.SourceTable
+    context: Context
+    sampler: Sampler
+    buffer: deque[SourceRow] = field(default_factory=deque)
+    warned_duplicates: int = 0
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+        stop.signal = signal.Signals(signum).name  # type: ignore[attr-defined]
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+class ScraperDaemon:
+    """One scraper section at work."""
+
+    def __init__(self, loaded: config.Loaded, stop: threading.Event, *, until_caught_up: bool = False) -> None:
+        s = loaded.settings
+        assert isinstance(s, config.ScraperSection)
+        self.loaded, self.s, self.stop = loaded, s, stop
+        self.regime_cls: type[Regime] = config.load_regime(s.regime)
+        self.regime = self.regime_cls()
+        self.target_url, self.target, self.spec = tgt.open_target(loaded, self.regime_cls)
+        self.source_url, self.source_engine = tgt.open_source(loaded, readonly=True)
+        columns = tgt.target_columns(self.spec)
+        self.scraper: Scraper = self.regime_cls.scraper(threshold=s.threshold, target_columns=columns,
+                                                        aggregate_count=s.aggregate_count,
+                                                        aggregate_none=s.aggregate_none)
+        self.tables: DbiTables | None = None
+        self.cursors: list[SourceCursor] = []
+        self.agg: aggregate.AggregateSpec | None = None
+        self.until_caught_up = until_caught_up
+        self.iterations = 0
+        self.propagations = 0
+        self.sleep_s = s.sleep.total_seconds()
+        self.effective_heartbeat = s.heartbeat * (s.offset + 1)
+
+    # ------------------------------------------------------------------------------------------------------
+    # start-up: the one path for start, restart and reconnect
+
+    def start(self) -> None:
+        s = self.s
+        with retry.side("target"):
+            self.tables = create_tables(self.target, self.spec)
+        self.cursors = []
+        with retry.side("source"), self.source_engine.connect() as conn:
+            tables = [source.reflect(conn, src) for src in self.regime_cls.sources]
+            if s.aggregate:
+                self.agg = aggregate.resolve(tables[0].main, s.aggregate, s.aggregate_skips, s.aggregate_count,
+                                             s.aggregate_filter, s.aggregate_none,
+                                             where=f"{self.loaded.file.display} [{self.loaded.name}]")
+                self._check_filter(conn, tables)
+            for st in tables:
+                bad = source.count_bad_dates(conn, st)
+                if bad:
+                    log.warning("bad_row", source=st.source.name, rows=bad, reason="date_time NULL, zero or 1970",
+                                action="ignored")
+        for st in tables:
+            self.cursors.append(self._resume(st))
+
+    def _check_filter(self, conn: sa.Connection, tables: list[source.SourceTable]) -> None:
+        """Run the aggregate query once over an empty range: a bad filter fails now, as a config error."""
+        assert self.agg is not None
+        t0 = datetime(2000, 1, 1)
+        try:
+            for st in tables:
+                source.aggregates(conn, st, self.agg, t0, t0)
+        except sa.exc.DBAPIError as exc:
+            if retry.is_disconnect(exc):
+                raise
+            raise ConfigError(f"query fails: {str(exc.orig).splitlines()[0]}", file=self.loaded.file.display,
+                              section=self.loaded.name, key="aggregate_filter") from None
+
+    def _resume(self, st: source.SourceTable) -> SourceCursor:
+        s, tz = self.s, self.s.source_tz
+        assert self.tables is not None
+        ctx = tgt.context_for(st.source, s)
+        floor = sampling.to_utc(s.timefloor, tz) if s.timefloor else None
+        with retry.side("target"):
+            last = reader.last_validity(self.target, self.tables, ctx, timefloor=floor)
+        if last is None:
+            self._seed(st, ctx)
+            with retry.side("target"):
+                last = reader.last_validity(self.target, self.tables, ctx, timefloor=floor)
+            assert last is not None
+        tcursor = sampling.tcursor_after(last.timeend, tz)
+        with retry.side("source"), self.source_engine.connect() as conn:
+            sv0 = source.row_at(conn, st, sampling.to_local(last.timestart, tz))
+        sampler = sampling.resume(tcursor, sv0, s.offset)
+        log.info("startup", source=st.source.name, **tgt.context_fields(ctx), seqno=last.seqno,
+                 tcursor=self._fmt(tcursor), sv0=sv0.id if sv0 else None, target=self.spec.table)
+        return SourceCursor(source=st.source, table=st, context=ctx, sampler=sampler)
+
+    def _seed(self, st: source.SourceTable, ctx: Context) -> None:
+        s = self.s
+        assert self.tables is not None
+        if not s.seed_target_tables:
+            raise tgt.needs_seed_message(self.loaded, self.spec.table, st.source, ctx)
+        tgt.refuse_protected(self.target_url, self.loaded, "seeding", "seed_target_tables")
+        assert s.seed_timestart and s.seed_timeend
+        start = sampling.to_utc(s.seed_timestart, s.source_tz)
+        end = sampling.to_utc(s.seed_timeend, s.source_tz)
+        rows = tgt.seed_payload(self.regime, st.source, self.spec)
+        with retry.side("target"):
+            seqno = writer.write(self.target, self.tables, Record(start, end, ctx, rows))
+        log.info("seed", source=st.source.name, seqno=seqno, timestart=start, timeend=end, **tgt.context_fields(ctx))
+
+    # ------------------------------------------------------------------------------------------------------
+    # the loop
+
+    def loop(self) -> str:
+        """Iterate until maxiter or a signal; returns the reason."""
+        s = self.s
+        while not self.stop.is_set():
+            if s.maxiter and self.iterations >= s.maxiter:
+                return "maxiter"
+            self.iterations += 1
+            collected = 0
+            for cur in self.cursors:
+                if self.stop.is_set():
+                    break
+                if self._iterate_source(cur):
+                    collected += 1
+            if self.stop.is_set():
+                break
+            if not collected and self.until_caught_up:
+                return "caught_up"
+            wait = self.sleep_s if collected else max(self.sleep_s, s.sleep.total_seconds(), 0.05)
+            if wait > 0 and not (s.maxiter and self.iterations >= s.maxiter):
+                self.stop.wait(wait)
+        return getattr(self.stop, "signal", "signal")
+
+    def _next_row(self, cur: SourceCursor) -> SourceRow | None:
+        """Step rows (from the buffer, refilled in batches) until one is collected."""
+        while True:
+            if not cur.buffer:
+                smp = cur.sampler
+                with retry.side("source"), self.source_engine.connect() as conn:
+                    rows = source.rows_from(conn, cur.table, smp.tcursor, smp.last_seen, self.s.batch_size)
+                if not rows:
+                    return None
+                cur.buffer.extend(rows)
+            row = cur.buffer.popleft()
+            cur.sampler, collected, why = sampling.step(cur.sampler, row)
+            if why == "duplicate_date_time":
+                cur.warned_duplicates += 1
+                log.warning("duplicate_date_time", source=cur.source.name, id=row.id,
+                            date_time=self._fmt(row.date_time), action="ignored; the first row by id counts")
+            if collected:
+                return row
+
+    def _iterate_source(self, cur: SourceCursor) -> bool:
+        row = self._next_row(cur)
+        if row is None:
+            return False
+        sv = cur.sampler.sv
+        changed = False
+        if len(sv) == 2:
+            if self.agg is not None and self.scraper.changed_uses_aggregates:
+                sv = self._with_aggregates(cur)
+            try:
+                changed = bool(self.scraper.changed(sv))
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                log.warning("bad_row", source=cur.source.name, id=row.id, error=repr(exc),
+                            action="treated as unchanged")
+        sample = sampling.judge(cur.sampler, changed, self.s.maxage)
+        if self.s.log_samples:
+            log.info("sample", source=cur.source.name, n=sample.n, ids=sample.ids,
+                     tcursor=self._fmt(sample.tcursor), fullness=sample.fullness, state=sample.state,
+                     range=[self._fmt(t) for t in sample.range], proceed=sample.proceed)
+        if sample.proceed:
+            self._propagate(cur)
+        return True
+
+    def _with_aggregates(self, cur: SourceCursor) -> tuple[SourceRow, ...]:
+        """sv with sv[-1].aggd filled (one aggregate query over sv[0] <= date_time < sv[-1])."""
+        assert self.agg is not None
+        sv = cur.sampler.sv
+        if sv[-1].aggd is not None:
+            return sv
+        with retry.side("source"), self.source_engine.connect() as conn:
+            aggd = source.aggregates(conn, cur.table, self.agg, sv[0].date_time, sv[-1].date_time)
+        sv = (sv[0], sv[-1].with_aggd(aggd))
+        cur.sampler = replace(cur.sampler, sv=sv)
+        return sv
+
+    def _propagate(self, cur: SourceCursor) -> None:
+        s = self.s
+        assert self.tables is not None
+        sv = cur.sampler.sv
+        if self.agg is not None:
+            sv = self._with_aggregates(cur)
+            filled = aggregate.fill_none(sv[-1].aggd or {}, self.agg)
+            if filled is None:
+                log.warning("aggregate_empty", source=cur.source.name, ids=[r.id for r in sv],
+                            range=[self._fmt(sv[0].date_time), self._fmt(sv[-1].date_time)],
+                            action="propagation skipped (set aggregate_none to write a value instead)")
+                return
+            sv = (sv[0], sv[-1].with_aggd(filled))
+        rows = [dict(r) for r in self.scraper.propagate(sv)]
+        nulls = sorted({k for r in rows for k, v in r.items() if v is None})
+        if nulls and self.agg is None:
+            log.warning("bad_row", source=cur.source.name, id=sv[-1].id, null_columns=nulls[:8],
+                        action="written as NULL")
+        vld = sampling.validity(sv[-1].date_time, s.interval, s.source_tz)
+        with retry.side("target"):
+            seqno = writer.write(self.target, self.tables, Record(vld.timestart, vld.timeend, cur.context, rows))
+        cur.sampler = sampling.propagated(cur.sampler, vld, s.source_tz)
+        self.propagations += 1
+        log.info("propagate", source=cur.source.name, seqno=seqno, rows=len(rows),
+                 timestart=self._fmt(vld.timestart), timeend=self._fmt(vld.timeend),
+                 sitemask=cur.context.sitemask, subsite=cur.context.subsite)
+        if self.propagations % s.tunesleepmod == 0:
+            self._tune()
+
+    def _tune(self) -> None:
+        """Lag = max over sources of (source head − tcursor), in effective heartbeats; sleep from it."""
+        lags: list[timedelta] = []
+        with retry.side("source"), self.source_engine.connect() as conn:
+            for cur in self.cursors:
+                head = source.head(conn, cur.table)
+                if head is not None:
+                    lags.append(head - cur.sampler.tcursor)
+        maxlag = max(lags) if lags else timedelta(0)
+        eff = self.effective_heartbeat.total_seconds() or 1.0
+        lag_hb = maxlag.total_seconds() / eff
+        self.sleep_s = 0.0 if lag_hb > 1 else eff
+        log.info("tune", maxlag_s=round(maxlag.total_seconds(), 1), lag_heartbeats=round(lag_hb, 1),
+                 sleep_s=self.sleep_s)
+
+    def _fmt(self, t: datetime | None) -> str | None:
+        return t.strftime(self.s.timeformat) if t is not None else None
+
+    def close(self) -> None:
+        self.target.dispose()
+        self.source_engine.dispose()
+
+
+def run(loaded: config.Loaded, stop: threading.Event | None = None, *, until_caught_up: bool = False) -> int:
+    """Run a scraper section until maxiter, a signal, or (until_caught_up) the first idle iteration.
+
+    Exit 0 on all of these; configuration errors raise ConfigError (exit 78).
+    """
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        install_signal_handlers(stop)
+    daemon = ScraperDaemon(loaded, stop, until_caught_up=until_caught_up)
+    reason = "signal"
+    t0 = time.monotonic()
+    try:
+        for attempt in retry.reconnecting(stop, loaded.settings.reconnect_max_wait):
+            with attempt:
+                daemon.start()
+                reason = daemon.loop()
+    except retry.Disconnected:
+        if not stop.is_set():
+            raise
+        reason = getattr(stop, "signal", "signal")
+    finally:
+        daemon.close()
+    log.info("shutdown", reason=reason, iterations=daemon.iterations, propagations=daemon.propagations,
+             elapsed_s=round(time.monotonic() - t0, 1))
+    return 0

@@ -1,0 +1,165 @@
+"""Decide, row by row, when a change in the source becomes a validity record.
+
+Pure: no database, no clock, no logging. The shell (daemon.py) feeds source rows in
+(date_time, id) order; this module says which rows are collected into the source vector, what
+state the vector is in, and where the time cursor moves after a propagation.
+
+The source vector `sv` holds at most two instances: sv[0], the last propagated (or first collected)
+row, and sv[-1], the latest. Each collection takes "the next entry": the first row with
+date_time >= tcursor beyond the entries already seen, after skipping `offset` rows.
+
+Rules that make the output depend on the source only, never on when or how often we ran:
+
+- The state after a propagation is (tcursor, sv[0]) and nothing else; both are recoverable from the
+  last validity record (TIMEEND gives tcursor, TIMESTART finds sv[0]): resume() rebuilds it.
+- Times are converted once: validity start = sv[-1].date_time (local) in UTC; end = start + interval,
+  in UTC; tcursor = that end back in local time. Start-up does the same conversion of TIMEEND.
+- Rows whose date_time equals an already seen one (true duplicates, or the repeated hour of an
+  autumn DST change) are ignored; the first by id counts. Restoring sv[0] takes the first by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+
+class SourceRow(Mapping[str, Any]):
+    """One source instance: its columns by name, plus id, date_time (local) and aggregates."""
+
+    __slots__ = ("values", "id", "date_time", "aggd")
+
+    def __init__(self, values: Mapping[str, Any], aggd: Mapping[str, Any] | None = None) -> None:
+        self.values = values
+        self.id: int = values["id"]
+        self.date_time: datetime = values["date_time"]
+        self.aggd = aggd
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getattr__(self, key: str) -> Any:  # sv[0].L1C1R1, as the manual's regimes write it
+        try:
+            return self.values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def with_aggd(self, aggd: Mapping[str, Any] | None) -> SourceRow:
+        return SourceRow(self.values, aggd)
+
+    def __repr__(self) -> str:
+        return f"SourceRow(id={self.id}, date_time={self.date_time})"
+
+
+Fullness = Literal["partial", "full"]
+SvState = Literal["notfull", "unchanged", "changed", "overage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sampler:
+    """The sampling state of one source."""
+
+    tcursor: datetime                      # local time: nothing before it is of interest
+    sv: tuple[SourceRow, ...]              # () or (sv0,) or (sv0, sv_latest)
+    offset: int                            # rows skipped between collections
+    skip: int                              # rows still to skip before the next collection
+    last_seen: datetime | None = None      # date_time of the last row stepped at or after tcursor
+    n: int = 0                             # samples collected since start-up
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """What one collection looked like: the manual's SV line."""
+
+    n: int
+    sv: tuple[SourceRow, ...]
+    tcursor: datetime
+    fullness: Fullness
+    state: SvState
+    proceed: bool
+
+    @property
+    def ids(self) -> list[int]:
+        return [r.id for r in self.sv]
+
+    @property
+    def range(self) -> list[datetime | None]:
+        return [self.sv[0].date_time, self.sv[-1].date_time if len(self.sv) > 1 else None]
+
+
+Ignored = Literal["before_tcursor", "duplicate_date_time", "already_seen", "skipped"]
+
+
+def resume(tcursor: datetime, sv0: SourceRow | None, offset: int) -> Sampler:
+    """The state implied by the last validity record; every start-up begins here."""
+    return Sampler(tcursor=tcursor, sv=(sv0,) if sv0 is not None else (), offset=offset, skip=offset,
+                   last_seen=sv0.date_time if sv0 is not None else None)
+
+
+def step(state: Sampler, row: SourceRow) -> tuple[Sampler, bool, Ignored | None]:
+    """Feed one row (in date_time, id order): (new state, collected?, why it was ignored)."""
+    dt = row.date_time
+    if dt is None or dt < state.tcursor:
+        return state, False, "before_tcursor"
+    if state.last_seen is not None and dt <= state.last_seen:
+        return state, False, "duplicate_date_time" if dt == state.last_seen else "already_seen"
+    if state.skip > 0:
+        return replace(state, skip=state.skip - 1, last_seen=dt), False, "skipped"
+    sv = (state.sv[0], row) if state.sv else (row,)
+    return replace(state, sv=sv, skip=state.offset, last_seen=dt, n=state.n + 1), True, None
+
+
+def judge(state: Sampler, changed: bool, maxage: timedelta) -> Sample:
+    """The sample after a collection: partial/notfull, or full and unchanged/changed/overage."""
+    if len(state.sv) < 2:
+        return Sample(state.n, state.sv, state.tcursor, "partial", "notfull", False)
+    if changed:
+        verdict: SvState = "changed"
+    elif state.sv[-1].date_time - state.sv[0].date_time > maxage:  # strictly: exactly maxage waits
+        verdict = "overage"
+    else:
+        verdict = "unchanged"
+    return Sample(state.n, state.sv, state.tcursor, "full", verdict, verdict != "unchanged")
+
+
+def to_utc(local: datetime, tz: ZoneInfo) -> datetime:
+    """A naive local DCS time as naive UTC (DCS DATETIMEs are local time; DBI is UTC)."""
+    return local.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
+
+
+def to_local(utc: datetime, tz: ZoneInfo) -> datetime:
+    """A naive UTC time as naive local time of tz."""
+    return utc.replace(tzinfo=UTC).astimezone(tz).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Validity:
+    """The validity range of a propagation, UTC."""
+
+    timestart: datetime
+    timeend: datetime
+
+
+def validity(sample_time: datetime, interval: timedelta, tz: ZoneInfo) -> Validity:
+    """[t, t + interval) in UTC for a sample at local time t."""
+    start = to_utc(sample_time, tz)
+    return Validity(start, start + interval)
+
+
+def tcursor_after(timeend_utc: datetime, tz: ZoneInfo) -> datetime:
+    """The local tcursor implied by a validity's TIMEEND: used after a propagation and at start-up."""
+    return to_local(timeend_utc, tz)
+
+
+def propagated(state: Sampler, vld: Validity, tz: ZoneInfo) -> Sampler:
+    """After a propagation: sv[0] = sv[-1], tcursor = TIMEEND in local time, offset count restarts."""
+    return replace(state, sv=(state.sv[-1],), tcursor=tcursor_after(vld.timeend, tz), skip=state.offset)

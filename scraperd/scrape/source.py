@@ -1,0 +1,117 @@
+"""The source side: reflect DCS tables, build the row and head queries, fetch SourceRows.
+
+Source tables are reflected (no hand-written source schema). A regime's source is one table or
+tables joined on `id`; colliding columns of joined tables get a prefix (P_id, P_L1C1R1, ...).
+Functions here take a connection and return rows; they decide nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import NoSuchTableError
+
+from scraperd.errors import SourceError
+from scraperd.regimes.base import Source
+from scraperd.scrape import aggregate
+from scraperd.scrape.sampling import SourceRow
+
+EPOCH_GUARD = datetime(1971, 1, 1)  # zero dates and 1970 stamps of a resetting DCS sort below this
+
+
+@dataclass
+class SourceTable:
+    """A reflected source: its tables, the select of its joined columns, and its key columns."""
+
+    source: Source
+    tables: tuple[sa.Table, ...]
+    columns: tuple[sa.ColumnElement[Any], ...]
+    names: tuple[str, ...]
+
+    @property
+    def main(self) -> sa.Table:
+        return self.tables[0]
+
+    @property
+    def date_time(self) -> sa.Column[Any]:
+        return self.main.c.date_time
+
+    @property
+    def id(self) -> sa.Column[Any]:
+        return self.main.c.id
+
+    def select(self) -> sa.Select[Any]:
+        q = sa.select(*self.columns)
+        if len(self.tables) > 1:
+            joined: Any = self.main
+            for t in self.tables[1:]:
+                joined = joined.join(t, t.c.id == self.main.c.id)
+            q = q.select_from(joined)
+        return q
+
+
+def reflect(conn: sa.Connection, source: Source) -> SourceTable:
+    """Reflect the source's tables; SourceError when one is missing or lacks id/date_time."""
+    md = sa.MetaData()
+    tables = []
+    for name in source.tables:
+        try:
+            t = sa.Table(name, md, autoload_with=conn)
+        except NoSuchTableError:
+            raise SourceError(f"source table {name} does not exist") from None
+        for needed in ("id", "date_time"):
+            if needed not in t.c:
+                raise SourceError(f"source table {name} has no column {needed!r}")
+        tables.append(t)
+    columns: list[sa.ColumnElement[Any]] = []
+    names: list[str] = []
+    for i, t in enumerate(tables):
+        for c in t.columns:
+            label = c.name if (i == 0 or c.name not in names) else source.join_prefix + c.name
+            columns.append(c.label(label) if label != c.name else c)
+            names.append(label)
+    return SourceTable(source=source, tables=tuple(tables), columns=tuple(columns), names=tuple(names))
+
+
+def _rows(result: sa.CursorResult[Any], names: Sequence[str]) -> list[SourceRow]:
+    return [SourceRow(dict(zip(names, r, strict=True))) for r in result]
+
+
+def rows_from(conn: sa.Connection, st: SourceTable, tcursor: datetime, after: datetime | None,
+              limit: int) -> list[SourceRow]:
+    """Up to `limit` rows with date_time >= tcursor (and > after), in (date_time, id) order."""
+    q = st.select().where(st.date_time >= tcursor)
+    if after is not None:
+        q = q.where(st.date_time > after)
+    q = q.order_by(st.date_time, st.id).limit(limit)
+    return _rows(conn.execute(q), st.names)
+
+
+def row_at(conn: sa.Connection, st: SourceTable, when: datetime) -> SourceRow | None:
+    """The first row (by id) whose date_time is exactly `when`: sv[0] restored at start-up."""
+    q = st.select().where(st.date_time == when).order_by(st.id).limit(1)
+    rows = _rows(conn.execute(q), st.names)
+    return rows[0] if rows else None
+
+
+def head(conn: sa.Connection, st: SourceTable) -> datetime | None:
+    """The source's latest date_time (for the lag)."""
+    return conn.execute(sa.select(sa.func.max(st.date_time))).scalar()
+
+
+def count_bad_dates(conn: sa.Connection, st: SourceTable) -> int:
+    """Rows with zero, 1970 or NULL date_time: never sampled, reported once at start-up."""
+    q = sa.select(sa.func.count()).select_from(st.main).where(
+        sa.or_(st.date_time < EPOCH_GUARD, st.date_time.is_(None)))
+    return int(conn.execute(q).scalar() or 0)
+
+
+def aggregates(conn: sa.Connection, st: SourceTable, spec: aggregate.AggregateSpec, lo: datetime,
+               hi: datetime) -> dict[str, Any]:
+    """The aggregate dict over lo <= date_time < hi of the main table."""
+    row = conn.execute(aggregate.statement(st.main, spec, lo, hi)).mappings().first()
+    return aggregate.shape(row, spec)

@@ -1,0 +1,161 @@
+"""Restart reproducibility: stopping and restarting anywhere gives the same target rows.
+
+The manual promises that target entries depend on the source, not on how the scraper ran. Here
+hypothesis draws the source rows (gaps, duplicate date_times, jumps past threshold, NULLs), the
+settings (interval, maxage, offset) and the restart points; each run writes into its own target,
+and every column but INSERTDATE must match one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scraperd import databases
+from tests.conftest import mysql_url, require_mysql, wait_until
+from tests.scrapekit import run_section, target_rows, write_cfg
+from tests.sourcedata import create_source, insert_rows
+
+T0 = datetime(2011, 2, 1, 0, 0, 0)
+
+
+@st.composite
+def temp_rows(draw):
+    n = draw(st.integers(min_value=1, max_value=60))
+    rows, t, value = [], T0 + timedelta(seconds=10), 20.0
+    for i in range(1, n + 1):
+        t += timedelta(seconds=draw(st.sampled_from([0, 1, 3, 10, 10, 10, 25, 70])))
+        value += draw(st.sampled_from([0.0, 0.0, 0.2, -0.3, 1.5, -2.0]))
+        probe = draw(st.sampled_from([round(value, 2)] * 9 + [None]))
+        rows.append({"id": i, "date_time": t, **{f"DBNS_SAB_Temp_PT{p}": (probe if p == 1 else round(value + p, 2))
+                                                   for p in range(1, 6)}})
+    return rows
+
+
+class Backend:
+    """Creates and drops throwaway databases inside a hypothesis example."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.dir = Path(tempfile.mkdtemp(prefix="scrt_"))
+        self.made: list[sa.engine.URL] = []
+
+    def new(self, tag: str) -> sa.engine.URL:
+        if self.kind == "sqlite":
+            url = sa.engine.make_url(f"sqlite:///{self.dir / (tag + uuid.uuid4().hex[:6] + '.db')}")
+        else:
+            url = mysql_url(f"scrt_{tag}_{uuid.uuid4().hex[:10]}")
+            databases.ensure_database(url)
+        self.made.append(url)
+        return url
+
+    def cleanup(self) -> None:
+        for url in self.made:
+            databases.drop_database(url)
+        self.made.clear()
+
+
+def cfg_for(path: Path, src: sa.engine.URL, tgt: sa.engine.URL, **keys) -> Path:
+    scraper = {"regime": "scraperd.regimes.adtemp:AdTemp", "mode": "scraper",
+               "source": src.render_as_string(hide_password=False),
+               "target": tgt.render_as_string(hide_password=False), "sleep": "0s", "heartbeat": "0.01s",
+               "seed_target_tables": "True", "seed_timestart": "2011-02-01 00:00:00",
+               "seed_timeend": "2011-02-01 00:00:10", "log_samples": "False"}
+    scraper.update({k: str(v) for k, v in keys.items()})
+    return write_cfg(path, {"adtemp_scraper": scraper})
+
+
+def scrape(backend: Backend, src, keys, maxiters: list[int]):
+    """Run the scraper into a fresh target with the given sequence of maxiter stops."""
+    tgt = backend.new("tgt")
+    cfg = cfg_for(backend.dir / f"{uuid.uuid4().hex[:6]}.cfg", src, tgt, **keys)
+    for m in maxiters:
+        run_section(cfg, "adtemp_scraper", maxiter=m, catch_up=True)
+    engine = databases.make_engine(tgt)
+    try:
+        return target_rows(engine, "DcsAdTemp")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+@settings(max_examples=int(os.environ.get("SCRAPERD_HYPOTHESIS_EXAMPLES", "25")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=temp_rows(), interval=st.sampled_from(["5s", "10s", "20s"]), maxage=st.sampled_from(["30s", "1m", "2m"]),
+       offset=st.integers(0, 3), batch=st.sampled_from([1, 3, 1000]),
+       cuts=st.lists(st.integers(min_value=0, max_value=70), max_size=3))
+def test_stopping_anywhere_and_restarting_gives_the_same_records(backend, rows, interval, maxage, offset, batch,
+                                                                 cuts):
+    if backend == "mysql":
+        require_mysql()
+    b = Backend(backend)
+    try:
+        src = b.new("src")
+        create_source(src)
+        insert_rows(src, "DBNS_SAB_Temp", rows)
+        keys = {"interval": interval, "maxage": maxage, "offset": offset, "threshold": "1.0"}
+        full = len(rows) + 2
+        once = scrape(b, src, {**keys, "batch_size": 1000}, [full])
+        restarted = scrape(b, src, {**keys, "batch_size": batch}, [*cuts, full])
+        assert restarted == once
+        assert len(once[0]) >= 1  # at least the seed
+    finally:
+        b.cleanup()
+
+
+def _faker_rows(n: int) -> list[dict]:
+    return [{"id": i, "date_time": T0 + timedelta(seconds=10 * i),
+             **{f"DBNS_SAB_Temp_PT{p}": float((i // 4) % 5 * 2 + p) for p in range(1, 6)}} for i in range(1, n + 1)]
+
+
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kill_after=st.integers(min_value=1, max_value=40))
+def test_sigkill_anywhere_then_restart_gives_the_same_records(backend, tmp_path, kill_after):
+    """A scraper process killed with SIGKILL after some records, then restarted: same target."""
+    if backend == "mysql":
+        require_mysql()
+    b = Backend(backend)
+    try:
+        src = b.new("src")
+        create_source(src)
+        insert_rows(src, "DBNS_SAB_Temp", _faker_rows(400))
+        keys = {"interval": "10s", "maxage": "30s", "threshold": "1.0", "batch_size": 7}
+        once = scrape(b, src, keys, [410])
+        tgt = b.new("tgt")
+        cfg = cfg_for(b.dir / f"{uuid.uuid4().hex[:6]}.cfg", src, tgt, **keys)
+        engine = databases.make_engine(tgt)
+        proc = subprocess.Popen([sys.executable, "-m", "scraperd", "-c", str(cfg), "run", "adtemp_scraper",
+                                 "--set", "maxiter=410", "--catch-up"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def vld_count() -> int:
+            try:
+                with engine.connect() as conn:
+                    return conn.execute(sa.text("SELECT COUNT(*) FROM DcsAdTempVld")).scalar() or 0
+            except sa.exc.DBAPIError:
+                return 0
+
+        wait_until(lambda: vld_count() >= kill_after or proc.poll() is not None, timeout=60,
+                   what=f"{kill_after} Vld rows before the kill")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        engine.dispose()
+        run_section(cfg, "adtemp_scraper", maxiter=410, catch_up=True)
+        engine = databases.make_engine(tgt)
+        try:
+            assert target_rows(engine, "DcsAdTemp") == once
+        finally:
+            engine.dispose()
+    finally:
+        b.cleanup()
