@@ -137,9 +137,10 @@ class Faker:
         # random_walk: steps of ±1 % of the base, drawn from (seed, table, column, id): reproducible
         key = (table, column)
         cur = self._walk.get(key, base)
-        cur += random.Random(f"{self.seed}:{table}:{column}:{id}").uniform(-1, 1) * max(abs(base), 1.0) * 0.01
+        step = random.Random(f"{self.seed}:{table}:{column}:{id}").uniform(-1, 1) * max(abs(base), 1.0) * 0.01
+        cur = round(cur + step, 2)  # the walk goes on from what the table holds (DCS decimals have 2 places)
         self._walk[key] = cur
-        return round(cur, 2)
+        return cur
 
 
 class Regime:
