@@ -3,29 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from scraperd.dcsnames import probe
 from scraperd.regimes.base import Faker, Regime, Scraper, Source, finite_or_none
 
 
-def _probes(row: Mapping[str, Any]) -> dict[int, Any]:
-    return {n: v for k, v in row.items() if (n := probe(k)) is not None}
+@lru_cache(maxsize=64)
+def probe_columns(columns: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+    """(probe number, column) pairs of a source's columns, worked out once per column set."""
+    return tuple(sorted((n, c) for c in columns if (n := probe(c)) is not None))
+
+
+def _probes(row: Mapping[str, Any]) -> tuple[tuple[int, str], ...]:
+    return probe_columns(tuple(row))
 
 
 class AdTempScraper(Scraper):
     def changed(self, sv: Sequence[Any]) -> bool:
-        before, after = _probes(sv[0]), _probes(sv[-1])
-        for n, v in after.items():
-            a, b = finite_or_none(before.get(n)), finite_or_none(v)
-            if (a is None) != (b is None):
+        before, after = sv[0], sv[-1]
+        for _, col in _probes(after):
+            a, b = before.get(col), after[col]
+            if a == b:
+                continue  # the common case, without float conversions
+            try:  # fast path for two numbers (Decimal or float); None and NaN fall through
+                delta = abs(b - a)
+                if delta > self.threshold:
+                    return True
+                if delta == delta:  # not NaN
+                    continue
+            except (TypeError, ArithmeticError):
+                pass
+            fa, fb = finite_or_none(a), finite_or_none(b)
+            if (fa is None) != (fb is None):
                 return True  # a probe appearing or vanishing is a change
-            if a is not None and b is not None and abs(b - a) > self.threshold:
+            if fa is not None and fb is not None and abs(fb - fa) > self.threshold:
                 return True
         return False
 
     def propagate(self, sv: Sequence[Any]) -> Iterable[Mapping[str, Any]]:
-        yield {f"Temp_PT{n}": finite_or_none(v) for n, v in sorted(_probes(sv[-1]).items())}
+        latest = sv[-1]
+        yield {f"Temp_PT{n}": finite_or_none(latest[col]) for n, col in _probes(latest)}
 
 
 class AdTempFaker(Faker):

@@ -8,30 +8,44 @@ voltage moves by more than threshold (volts).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from scraperd.dcsnames import lcr
 from scraperd.regimes.base import Faker, Regime, Scraper, Source, finite_or_none
 
 
+@lru_cache(maxsize=64)
+def channel_columns(columns: tuple[str, ...]) -> tuple[tuple[tuple[int, int, int], str, str], ...]:
+    """((ladder, col, ring), voltage column, power column) of a joined row's columns, sorted; once per set."""
+    names = set(columns)
+    return tuple(sorted((key, c, "P_" + c) for c in columns
+                        if not c.startswith("P_") and (key := lcr(c)) is not None and "P_" + c in names))
+
+
 def channels(row: Mapping[str, Any]) -> dict[tuple[int, int, int], tuple[Any, Any]]:
     """(ladder, col, ring) -> (voltage, pw) of one joined source row."""
-    out: dict[tuple[int, int, int], tuple[Any, Any]] = {}
-    for k, v in row.items():
-        if k.startswith("P_") or (key := lcr(k)) is None:
-            continue
-        out[key] = (v, row.get("P_" + k))
-    return out
+    return {key: (row[v], row[p]) for key, v, p in channel_columns(tuple(row))}
 
 
 class PmtHvScraper(Scraper):
     def changed(self, sv: Sequence[Any]) -> bool:
-        before = channels(sv[0])
-        for key, (volt, pw) in channels(sv[-1]).items():
-            v0, p0 = before.get(key, (None, None))
-            if p0 != pw:
+        before, after = sv[0], sv[-1]
+        for _, vcol, pcol in channel_columns(tuple(after)):
+            if before.get(pcol) != after[pcol]:
                 return True
-            a, b = finite_or_none(v0), finite_or_none(volt)
+            v0, v1 = before.get(vcol), after[vcol]
+            if v0 == v1:
+                continue
+            try:  # fast path for two numbers; None and NaN fall through
+                delta = abs(v1 - v0)
+                if delta > self.threshold:
+                    return True
+                if delta == delta:  # not NaN
+                    continue
+            except (TypeError, ArithmeticError):
+                pass
+            a, b = finite_or_none(v0), finite_or_none(v1)
             if (a is None) != (b is None):
                 return True
             if a is not None and b is not None and abs(b - a) > self.threshold:
@@ -39,8 +53,10 @@ class PmtHvScraper(Scraper):
         return False
 
     def propagate(self, sv: Sequence[Any]) -> Iterable[Mapping[str, Any]]:
-        for (ladder, col, ring), (volt, pw) in sorted(channels(sv[-1]).items()):
-            yield {"ladder": ladder, "col": col, "ring": ring, "voltage": finite_or_none(volt),
+        latest = sv[-1]
+        for (ladder, col, ring), vcol, pcol in channel_columns(tuple(latest)):
+            pw = latest[pcol]
+            yield {"ladder": ladder, "col": col, "ring": ring, "voltage": finite_or_none(latest[vcol]),
                    "pw": None if pw is None else int(pw)}
 
 

@@ -5,7 +5,9 @@
              first start, restart after kill -9 and reconnect after an outage: no state file.
     loop     one iteration = at most one collected sample per source. Rows are read in batches
              (one query returns many), so catching up a week of data does not crawl; the sampling
-             decisions are the same as reading row by row.
+             decisions are the same as reading row by row. While behind, propagated records are
+             committed in batches (one transaction each); once caught up, every iteration commits.
+             A crash loses at most an uncommitted batch, which the restart writes again.
     sleep    stop.wait(sleep_s): SIGTERM ends the wait at once; the current write always finishes.
 
 This module only sleeps, handles signals, retries and logs; what to sample and when to propagate is
@@ -36,6 +38,9 @@ from scraperd.scrape.sampling import Sampler, SourceRow
 
 log = logsetup.get_logger("scraperd.scraper")
 
+FLUSH_RECORDS = 500      # commit a catch-up batch at this many records of one source ...
+FLUSH_ROWS = 20_000      # ... or this many payload rows (pmthv: 192 per record)
+
 
 @dataclass
 class SourceCursor:
@@ -46,6 +51,7 @@ class SourceCursor:
     context: Context
     sampler: Sampler
     buffer: deque[SourceRow] = field(default_factory=deque)
+    pending: list[Record] = field(default_factory=list)  # propagated, not yet committed
     warned_duplicates: int = 0
 
 
@@ -160,6 +166,7 @@ class ScraperDaemon:
         s = self.s
         while not self.stop.is_set():
             if s.maxiter and self.iterations >= s.maxiter:
+                self.flush()
                 return "maxiter"
             self.iterations += 1
             collected = 0
@@ -168,6 +175,9 @@ class ScraperDaemon:
                     break
                 if self._iterate_source(cur):
                     collected += 1
+            behind = collected and self.sleep_s == 0
+            if not behind or self.stop.is_set():
+                self.flush()
             if self.stop.is_set():
                 break
             if not collected and self.until_caught_up:
@@ -175,6 +185,7 @@ class ScraperDaemon:
             wait = self.sleep_s if collected else max(self.sleep_s, s.sleep.total_seconds(), 0.05)
             if wait > 0 and not (s.maxiter and self.iterations >= s.maxiter):
                 self.stop.wait(wait)
+        self.flush()
         return getattr(self.stop, "signal", "signal")
 
     def _next_row(self, cur: SourceCursor) -> SourceRow | None:
@@ -250,15 +261,27 @@ class ScraperDaemon:
             log.warning("bad_row", source=cur.source.name, id=sv[-1].id, null_columns=nulls[:8],
                         action="written as NULL")
         vld = sampling.validity(sv[-1].date_time, s.interval, s.source_tz)
-        with retry.side("target"):
-            seqno = writer.write(self.target, self.tables, Record(vld.timestart, vld.timeend, cur.context, rows))
+        cur.pending.append(Record(vld.timestart, vld.timeend, cur.context, rows))
         cur.sampler = sampling.propagated(cur.sampler, vld, s.source_tz)
         self.propagations += 1
-        log.info("propagate", source=cur.source.name, seqno=seqno, rows=len(rows),
-                 timestart=self._fmt(vld.timestart), timeend=self._fmt(vld.timeend),
-                 sitemask=cur.context.sitemask, subsite=cur.context.subsite)
+        if len(cur.pending) >= FLUSH_RECORDS or len(cur.pending) * len(rows) >= FLUSH_ROWS:
+            self.flush(cur)
         if self.propagations % s.tunesleepmod == 0:
             self._tune()
+
+    def flush(self, only: SourceCursor | None = None) -> None:
+        """Commit the pending records of each source (one transaction per source), then log them."""
+        assert self.tables is not None
+        for cur in [only] if only else self.cursors:
+            if not cur.pending:
+                continue
+            with retry.side("target"):
+                seqnos = writer.write_many(self.target, self.tables, cur.pending)
+            for seqno, rec in zip(seqnos, cur.pending, strict=True):
+                log.info("propagate", source=cur.source.name, seqno=seqno, rows=len(rec.rows),
+                         timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
+                         sitemask=rec.context.sitemask, subsite=rec.context.subsite)
+            cur.pending.clear()
 
     def _tune(self) -> None:
         """Lag = max over sources of (source head − tcursor), in effective heartbeats; sleep from it."""

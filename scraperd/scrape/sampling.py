@@ -20,41 +20,35 @@ Rules that make the output depend on the source only, never on when or how often
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 
-class SourceRow(Mapping[str, Any]):
-    """One source instance: its columns by name, plus id, date_time (local) and aggregates."""
+class SourceRow(dict):  # type: ignore[type-arg]
+    """One source instance: its columns by name (a dict), plus id, date_time (local) and aggregates.
 
-    __slots__ = ("values", "id", "date_time", "aggd")
+    A dict subclass because regimes read many columns of every row while catching up.
+    """
 
-    def __init__(self, values: Mapping[str, Any], aggd: Mapping[str, Any] | None = None) -> None:
-        self.values = values
-        self.id: int = values["id"]
-        self.date_time: datetime = values["date_time"]
+    __slots__ = ("id", "date_time", "aggd")
+
+    def __init__(self, values: Any = (), aggd: Mapping[str, Any] | None = None) -> None:
+        super().__init__(values)
+        self.id: int = self["id"]
+        self.date_time: datetime = self["date_time"]
         self.aggd = aggd
-
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
-
-    def __len__(self) -> int:
-        return len(self.values)
 
     def __getattr__(self, key: str) -> Any:  # sv[0].L1C1R1, as the manual's regimes write it
         try:
-            return self.values[key]
+            return self[key]
         except KeyError:
             raise AttributeError(key) from None
 
     def with_aggd(self, aggd: Mapping[str, Any] | None) -> SourceRow:
-        return SourceRow(self.values, aggd)
+        return SourceRow(self, aggd)
 
     def __repr__(self) -> str:
         return f"SourceRow(id={self.id}, date_time={self.date_time})"
@@ -112,10 +106,11 @@ def step(state: Sampler, row: SourceRow) -> tuple[Sampler, bool, Ignored | None]
         return state, False, "before_tcursor"
     if state.last_seen is not None and dt <= state.last_seen:
         return state, False, "duplicate_date_time" if dt == state.last_seen else "already_seen"
+    # Sampler(...) rather than dataclasses.replace(): this runs once per source row while catching up
     if state.skip > 0:
-        return replace(state, skip=state.skip - 1, last_seen=dt), False, "skipped"
+        return Sampler(state.tcursor, state.sv, state.offset, state.skip - 1, dt, state.n), False, "skipped"
     sv = (state.sv[0], row) if state.sv else (row,)
-    return replace(state, sv=sv, skip=state.offset, last_seen=dt, n=state.n + 1), True, None
+    return Sampler(state.tcursor, sv, state.offset, state.offset, dt, state.n + 1), True, None
 
 
 def judge(state: Sampler, changed: bool, maxage: timedelta) -> Sample:

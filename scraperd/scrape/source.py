@@ -78,7 +78,7 @@ def reflect(conn: sa.Connection, source: Source) -> SourceTable:
 
 
 def _rows(result: sa.CursorResult[Any], names: Sequence[str]) -> list[SourceRow]:
-    return [SourceRow(dict(zip(names, r, strict=True))) for r in result]
+    return [SourceRow(zip(names, r, strict=True)) for r in result]
 
 
 def rows_from(conn: sa.Connection, st: SourceTable, tcursor: datetime, after: datetime | None,
