@@ -191,7 +191,10 @@ def make_engine(url: URL, *, readonly: bool = False, **kw: Any) -> Engine:
     kw.setdefault("pool_pre_ping", True)
     kw.setdefault("pool_recycle", 3600)
     kw.setdefault("pool_size", 2)
-    return sa.create_engine(url, **kw)
+    # A silent network (no RST) must end in an error we retry, not a read that waits forever.
+    connect_args = {"connect_timeout": 10, "read_timeout": 600, "write_timeout": 600}
+    connect_args.update(kw.pop("connect_args", {}))
+    return sa.create_engine(url, connect_args=connect_args, **kw)
 
 
 def engine_for(name: str, *, mycnf: Path | None = None, readonly: bool = False, **kw: Any) -> Engine:

@@ -1,0 +1,1 @@
+"""Benchmarks run by `python -m bench [--full]` (make bench): one bench_*.py module each, see __main__.py."""
