@@ -57,20 +57,44 @@ def is_disconnect(exc: BaseException) -> bool:
     return False
 
 
+_MYSQL_SCHEMA_GONE = {1054, 1146}  # unknown column, table doesn't exist
+_SQLITE_SCHEMA_GONE = ("no such table", "no such column")
+
+
+def is_schema_gone(exc: BaseException) -> bool:
+    """True when a statement failed because a table or column it names no longer exists."""
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    args = getattr(exc.orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_SCHEMA_GONE:
+        return True
+    return any(t in str(exc.orig).lower() for t in _SQLITE_SCHEMA_GONE)
+
+
 @contextmanager
 def side(db: str) -> Iterator[None]:
-    """Label database errors raised inside with the side they came from (source or target)."""
+    """Label database errors raised inside with the side they came from (source or target).
+
+    On the source side a vanished table or column is retried too (an `source_error` event, then
+    start-up again, which reflects the tables anew): DCS schema changes are fixed by people, and the
+    scraper should be waiting, not crash-looping, when they are.
+    """
     try:
         yield
     except Disconnected:
         raise
     except SourceError as exc:
         if db == "source":
+            log.error("source_error", detail=str(exc), action="retrying")
             raise Disconnected(db, exc) from exc
         raise
     except Exception as exc:
         if is_disconnect(exc):
             raise Disconnected(db, exc) from exc
+        if db == "source" and is_schema_gone(exc):
+            detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+            log.error("source_error", detail=detail, action="retrying")
+            raise Disconnected(db, SourceError(detail)) from exc
         raise
 
 

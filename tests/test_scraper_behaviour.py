@@ -352,3 +352,42 @@ def test_random_walk_profile_is_reproducible_across_restarts(make_db, tmp_path):
     with dbs[0].engine.connect() as c0, dbs[1].engine.connect() as c1:
         a, b = c0.execute(q).all(), c1.execute(q).all()
     assert a == b and len({r[2] for r in a}) > 1
+
+
+def test_a_vanished_source_table_or_column_is_an_error_event_and_a_retry(make_db, tmp_path, backend):
+    import threading
+
+    import structlog
+
+    from scraperd import config
+    from scraperd.scrape import daemon
+
+    rows = [temp_row(i, T0 + timedelta(seconds=10 * i), [i * 2, 1, 1, 1, 1]) for i in range(1, 6)]
+    cfg, src, tgt = setup(make_db, tmp_path, "adtemp", {"DBNS_SAB_Temp": rows}, sleep="0.05s", heartbeat="0.05s",
+                          reconnect_max_wait="0.2s")
+    loaded = config.load_section(cfg, "s")
+    stop = threading.Event()
+    rename = "RENAME TABLE DBNS_SAB_Temp TO {}" if backend == "mysql" else "ALTER TABLE DBNS_SAB_Temp RENAME TO {}"
+    with structlog.testing.capture_logs() as events:
+        worker = threading.Thread(target=daemon.run, args=(loaded, stop), daemon=True)
+        worker.start()
+        try:
+            wait_until(lambda: len(events_named(events, "propagate")) >= 3, timeout=20, what="first propagations")
+            with src.engine.begin() as conn:
+                conn.exec_driver_sql(rename.format("DBNS_SAB_Temp_away"))
+            wait_until(lambda: len(events_named(events, "db_retry")) >= 2, timeout=20, what="retries")
+            assert worker.is_alive()
+            assert events_named(events, "source_error")[0]["log_level"] == "error"
+            with src.engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE DBNS_SAB_Temp_away RENAME TO DBNS_SAB_Temp"
+                                     if backend == "sqlite" else "RENAME TABLE DBNS_SAB_Temp_away TO DBNS_SAB_Temp")
+            n = len(events_named(events, "startup"))
+            wait_until(lambda: len(events_named(events, "startup")) > n, timeout=20, what="start-up after the fix")
+            insert_rows(src.url, "DBNS_SAB_Temp", [temp_row(6, T0 + timedelta(seconds=60), [40, 1, 1, 1, 1])])
+            wait_until(lambda: any(e["ids"][-1] == 6 for e in events_named(events, "sample")), timeout=20,
+                       what="the new row sampled")
+        finally:
+            stop.set()
+            worker.join(20)
+    assert not worker.is_alive()
+    assert events_named(events, "shutdown")

@@ -30,7 +30,7 @@ from scraperd import config, logsetup, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.tables import DbiTables, create_tables
 from scraperd.dbi.writer import Context, Record
-from scraperd.errors import ConfigError
+from scraperd.errors import ConfigError, SourceError
 from scraperd.regimes.base import Regime, Scraper, Source
 from scraperd.scrape import aggregate, sampling, source
 from scraperd.scrape import target as tgt
@@ -81,6 +81,7 @@ class ScraperDaemon:
                                                         aggregate_none=s.aggregate_none)
         self.tables: DbiTables | None = None
         self.cursors: list[SourceCursor] = []
+        self.columns_seen: dict[str, tuple[str, ...]] = {}
         self.agg: aggregate.AggregateSpec | None = None
         self.until_caught_up = until_caught_up
         self.iterations = 0
@@ -98,6 +99,10 @@ class ScraperDaemon:
         self.cursors = []
         with retry.side("source"), self.source_engine.connect() as conn:
             tables = [source.reflect(conn, src) for src in self.regime_cls.sources]
+            for st in tables:  # a column lost since the first start-up is an error, not a silent NULL
+                lost = [c for c in self.columns_seen.setdefault(st.source.name, st.names) if c not in st.names]
+                if lost:
+                    raise SourceError(f"source {st.source.name} lost columns {lost[:8]}")
             if s.aggregate:
                 self.agg = aggregate.resolve(tables[0].main, s.aggregate, s.aggregate_skips, s.aggregate_count,
                                              s.aggregate_filter, s.aggregate_none,
