@@ -10,9 +10,13 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
     db_retry      a lost/refused connection, retried: db (source|target), attempt, wait_s, error
     seqno_repair  LOCALSEQNO was behind max(SEQNO) of the Vld table; the larger value was used
     fake          a faker iteration: ids written
+    territory     averager: the territory bins of a source (count, first, last)
     progress      long work (averager): done, total, rows_per_s, eta_s
-    shutdown      clean stop: reason (signal, maxiter)
-    warning-level events name the condition: aggregate_empty, bad_row, duplicate_date_time, source_error
+    shutdown      clean stop: reason (SIGTERM, SIGINT, maxiter, caught_up)
+    warning-level events name the condition: aggregate_empty, aggregate_mismatch, bad_row,
+                  duplicate_date_time, empty_record; error level: source_error (then a db_retry)
+
+The averager's `sample` (one per territory bin) has n, range, groups, rows, state "replay", proceed.
 
 Every event carries `section` (bound at start-up) and `event`. Values are fields, never formatted
 into the message. Passwords never reach a log: databases are named with databases.describe().
