@@ -6,7 +6,6 @@ Quality is the source's own flag; `aggregate_filter = Quality != 0` keeps the go
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scraperd.regimes.base import AggregateScraper, Faker, Instance, Regime, Source
@@ -42,6 +41,3 @@ class AdLidSensor(Regime):
     sources = (Source("AD1_LidSensor"), Source("AD2_LidSensor"))
     scraper = AggregateScraper
     faker = AdLidSensorFaker
-
-    def seed(self, source: Source, target_columns: Sequence[str]) -> Mapping[str, Any]:
-        return {c: 0 for c in target_columns}

@@ -151,9 +151,12 @@ class Regime:
     scraper: ClassVar[type[Scraper]] = Scraper
     faker: ClassVar[type[Faker]] = Faker
 
-    def seed(self, source: Source, target_columns: Sequence[str]) -> Mapping[str, Any]:
+    def __init__(self, target_columns: Sequence[str] = ()) -> None:
+        self.target_columns = tuple(target_columns)  # the .spec columns, for seed()
+
+    def seed(self, source: Source) -> Mapping[str, Any]:
         """The payload of the seed record planted in an empty target: zeros by default."""
-        return {c: 0 for c in target_columns}
+        return {c: 0 for c in self.target_columns}
 
 
 def finite_or_none(value: Any) -> float | None:

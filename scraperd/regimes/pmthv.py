@@ -80,5 +80,5 @@ class PmtHv(Regime):
     scraper = PmtHvScraper
     faker = PmtHvFaker
 
-    def seed(self, source: Source, target_columns: Sequence[str]) -> Mapping[str, Any]:
+    def seed(self, source: Source) -> Mapping[str, Any]:
         return {"ladder": 0, "col": 0, "ring": 0, "voltage": 0, "pw": 0}

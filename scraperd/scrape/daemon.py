@@ -72,10 +72,10 @@ class ScraperDaemon:
         assert isinstance(s, config.ScraperSection)
         self.loaded, self.s, self.stop = loaded, s, stop
         self.regime_cls: type[Regime] = config.load_regime(s.regime)
-        self.regime = self.regime_cls()
         self.target_url, self.target, self.spec = tgt.open_target(loaded, self.regime_cls)
         self.source_url, self.source_engine = tgt.open_source(loaded, readonly=True)
         columns = tgt.target_columns(self.spec)
+        self.regime = self.regime_cls(columns)
         self.scraper: Scraper = self.regime_cls.scraper(threshold=s.threshold, target_columns=columns,
                                                         aggregate_count=s.aggregate_count,
                                                         aggregate_none=s.aggregate_none)

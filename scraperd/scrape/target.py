@@ -54,7 +54,7 @@ def refuse_protected(url: URL, loaded: config.Loaded, what: str, key: str) -> No
 
 def seed_payload(regime: Regime, source: Source, spec: specmod.Spec) -> list[dict[str, Any]]:
     columns = [c.name for c in spec.columns]
-    row = dict(regime.seed(source, columns))
+    row = dict(regime.seed(source))
     unknown = set(row) - set(columns)
     if unknown:
         raise ConfigError(f"seed() of {type(regime).__name__} gives unknown columns {sorted(unknown)}")
