@@ -481,22 +481,23 @@ def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None
         seen: set[str] = set()
         for err in exc.errors():
             loc = err.get("loc") or ()
-            key = str(loc[0]) if loc else None
+            bad: str | None = str(loc[0]) if loc else None
             ctx_err = err.get("ctx", {}).get("error")
             if isinstance(ctx_err, _KeyError):
-                key = ctx_err.key
-            if key in seen:
+                bad = ctx_err.key
+            if bad in seen:
                 continue
-            seen.add(str(key))
-            section = name if origin.get(str(key), f"[{name}]") != "[DEFAULT]" else "DEFAULT"
-            if origin.get(str(key)) == "--set":
-                problems.append(ConfigError(_pydantic_message(err), file="--set", key=key))
+            seen.add(str(bad))
+            section = name if origin.get(str(bad), f"[{name}]") != "[DEFAULT]" else "DEFAULT"
+            if origin.get(str(bad)) == "--set":
+                problems.append(ConfigError(_pydantic_message(err), file="--set", key=bad))
             else:
-                problem(key, _pydantic_message(err), section=section)
+                problem(bad, _pydantic_message(err), section=section)
     if problems or settings is None:
         raise _combined(problems)
     for key in fields:
         origin.setdefault(key, "default")
+    assert isinstance(settings, ScraperSection | FakerSection | AveragerSection)
     return Loaded(name=name, file=cfg, settings=settings, origin=origin, ignored=ignored)
 
 

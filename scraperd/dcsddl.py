@@ -30,7 +30,8 @@ def _type(name: str, args: str | None, rest: str) -> sa.types.TypeEngine:  # typ
     if n in ("int", "integer", "mediumint", "smallint", "tinyint", "bigint"):
         return sa.BigInteger() if n == "bigint" else sa.Integer()
     if n in ("decimal", "numeric"):
-        return sa.Numeric(*nums[:2], asdecimal=False) if nums else sa.Numeric(asdecimal=False)
+        precision, scale = (nums + [None, None])[:2]
+        return sa.Numeric(precision, scale, asdecimal=False)
     if n in ("float", "double", "real"):
         return sa.Float()
     if n in ("datetime", "timestamp"):

@@ -35,6 +35,7 @@ from scraperd.regimes.base import Regime, Scraper, Source
 from scraperd.scrape import aggregate, sampling, source
 from scraperd.scrape import target as tgt
 from scraperd.scrape.sampling import Sampler, SourceRow
+from scraperd.scrape.source import SourceTable
 
 log = logsetup.get_logger("scraperd.scraper")
 
@@ -47,7 +48,7 @@ class SourceCursor:
     """Per-source runtime state: the reflected table, its context, the sampler and the read buffer."""
 
     source: Source
-    table: source.SourceTable
+    table: SourceTable
     context: Context
     sampler: Sampler
     buffer: deque[SourceRow] = field(default_factory=deque)

@@ -114,4 +114,4 @@ def aggregates(conn: sa.Connection, st: SourceTable, spec: aggregate.AggregateSp
                hi: datetime) -> dict[str, Any]:
     """The aggregate dict over lo <= date_time < hi of the main table."""
     row = conn.execute(aggregate.statement(st.main, spec, lo, hi)).mappings().first()
-    return aggregate.shape(row, spec)
+    return aggregate.shape(dict(row) if row is not None else None, spec)
