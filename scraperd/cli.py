@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     ddl.add_argument("spec", help="table or class name (DcsAdTemp, GDcsAdTemp) or a .spec path")
     ddl.add_argument("--dialect", choices=["mysql", "sqlite"], default="mysql")
     ddl.add_argument("--spec-dir", metavar="DIR", help="directory of .spec files (default etc/spec)")
+
+    # operator commands: gen-ini, status, logs (each module registers its own subparser)
+    from scraperd import logview, status, supervisor
+
+    for module in (supervisor, status, logview):
+        module.register(sub)
     return p
 
 
@@ -188,7 +194,8 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        func = getattr(args, "func", None) or COMMANDS[args.command]
+        return int(func(args))
     except ConfigError as exc:
         for line in config.error_lines(exc):
             print(f"{PROG}: {line}", file=sys.stderr)
