@@ -127,7 +127,7 @@ def main(full: bool) -> None:
     rate = n / cu_s
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"scraper catch-up: {cu_s:.2f} s, {rate:,.0f} source rows/s, {records} validity records, "
-          f"peak RSS {rss_mb:.0f} MB")
+          f"peak RSS of this process {rss_mb:.0f} MB (includes (a)'s fetched rows)")
     print(f"ratio (catch-up / plain SELECT): {cu_s / sel_s:.2f}")
     verdict = "PASS" if rate >= TARGET_ROWS_PER_S else "FAIL"
     print(f"rows/s: {rate:,.0f} (target >= {TARGET_ROWS_PER_S:,}) {verdict}", flush=True)
