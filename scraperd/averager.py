@@ -42,14 +42,12 @@ It never seeds a target, and never writes anything but its own records.
 from __future__ import annotations
 
 import calendar
-import signal
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TextIO
@@ -57,7 +55,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from scraperd import config, logsetup, retry
+from scraperd import config, lifecycle, logsetup, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.tables import DbiTables, create_tables, drop_tables
 from scraperd.dbi.writer import Context, Record
@@ -65,7 +63,6 @@ from scraperd.errors import ConfigError
 from scraperd.regimes.base import Regime
 from scraperd.scrape import aggregate, source
 from scraperd.scrape import target as tgt
-from scraperd.scrape.daemon import install_signal_handlers
 from scraperd.scrape.sampling import to_local, to_utc
 
 log = logsetup.get_logger("scraperd.averager")
@@ -388,7 +385,7 @@ class Averager:
         """Average every plan's territory; returns why it ended: done, maxiter or the signal."""
         for plan in self.plans:
             if self.stop.is_set():
-                return getattr(self.stop, "signal", "signal")
+                return lifecycle.signal_name(self.stop)
             reason = self._replay(plan)
             if reason is not None:
                 return reason
@@ -432,7 +429,7 @@ class Averager:
             while inflight:
                 if self.stop.is_set():
                     self._flush(plan, pending)
-                    return getattr(self.stop, "signal", "signal")
+                    return lifecycle.signal_name(self.stop)
                 n, (lo, hi), fut = inflight.popleft()
                 groups = fut.result()
                 submit()
@@ -484,21 +481,6 @@ class Averager:
         self.source_engine.dispose()
 
 
-@contextmanager
-def _signals_stop(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT set `stop` while the averager runs (main thread only); the old handlers come back."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    install_signal_handlers(stop)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run(loaded: config.Loaded, drop_target: bool = False, stop: threading.Event | None = None) -> int:
     """Average a section's complete bins (at most maxiter territory bins), then exit 0.
 
@@ -507,20 +489,9 @@ def run(loaded: config.Loaded, drop_target: bool = False, stop: threading.Event 
     """
     stop = stop or threading.Event()
     averager = Averager(loaded, stop, drop_target=drop_target)
-    reason = "signal"
     t0 = time.monotonic()
-    with _signals_stop(stop):
-        try:
-            for attempt in retry.reconnecting(stop, loaded.settings.reconnect_max_wait):
-                with attempt:
-                    averager.start()
-                    reason = averager.loop()
-        except retry.Disconnected:
-            if not stop.is_set():
-                raise
-            reason = getattr(stop, "signal", "signal")
-        finally:
-            averager.close()
+    with lifecycle.stopping_on_signals(stop):
+        reason = lifecycle.run_until_stopped(averager, stop, loaded.settings.reconnect_max_wait)
     log.info("shutdown", reason=reason, bins=averager.bins_done, records=averager.records,
              elapsed_s=round(time.monotonic() - t0, 1))
     return 0

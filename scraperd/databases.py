@@ -202,16 +202,21 @@ def engine_for(name: str, *, mycnf: Path | None = None, readonly: bool = False, 
     return make_engine(resolve(name, mycnf=mycnf), readonly=readonly, **kw)
 
 
+def _on_server(url: URL, sql: str) -> None:
+    """Run one statement on the MySQL server of url, outside any database."""
+    server = make_engine(url._replace(database=None))  # URL.set() ignores None
+    try:
+        with server.begin() as conn:
+            conn.exec_driver_sql(sql)
+    finally:
+        server.dispose()
+
+
 def ensure_database(url: URL) -> None:
     """Create the MySQL database named in url when it does not exist (SQLite files appear by themselves)."""
     if url.get_backend_name() == "sqlite" or not url.database:
         return
-    server = make_engine(url._replace(database=None))  # URL.set() ignores None
-    try:
-        with server.begin() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
-    finally:
-        server.dispose()
+    _on_server(url, f"CREATE DATABASE IF NOT EXISTS `{url.database}`")
 
 
 def drop_database(url: URL) -> None:
@@ -221,10 +226,4 @@ def drop_database(url: URL) -> None:
             for suffix in ("", "-wal", "-shm"):
                 Path(url.database + suffix).unlink(missing_ok=True)
         return
-    server = make_engine(url._replace(database=None))  # URL.set() ignores None
-    try:
-        with server.begin() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{url.database}`")
-    finally:
-        server.dispose()
-
+    _on_server(url, f"DROP DATABASE IF EXISTS `{url.database}`")

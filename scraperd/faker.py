@@ -16,10 +16,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from scraperd import config, databases, dcsddl, logsetup, retry
+from scraperd import config, databases, dcsddl, lifecycle, logsetup, retry
 from scraperd.regimes.base import Instance, Regime
 from scraperd.scrape import sampling
-from scraperd.scrape.daemon import install_signal_handlers
 
 log = logsetup.get_logger("scraperd.faker")
 
@@ -67,6 +66,10 @@ class FakerDaemon:
                     self.faker.prime(t.name, dict(last) if last else None)
         log.info("startup", mode="faker", tables=self.table_names, profile=self.s.profile)
 
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+
     def when(self, id: int) -> datetime:  # noqa: A002
         s = self.s
         if s.faker_timestart is not None:
@@ -99,26 +102,15 @@ class FakerDaemon:
                          if s.faker_timestart else None, n=self.iterations)
             if s.sleep.total_seconds() > 0 and not (s.maxiter and self.iterations >= s.maxiter):
                 self.stop.wait(s.sleep.total_seconds())
-        return getattr(self.stop, "signal", "signal")
+        return lifecycle.signal_name(self.stop)
 
 
 def run(loaded: config.Loaded, stop: threading.Event | None = None) -> int:
+    """Fake rows until maxiter or a signal; exit 0."""
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        install_signal_handlers(stop)
-    daemon = FakerDaemon(loaded, stop)
-    reason = "signal"
     t0 = time.monotonic()
-    try:
-        for attempt in retry.reconnecting(stop, loaded.settings.reconnect_max_wait):
-            with attempt:
-                daemon.start()
-                reason = daemon.loop()
-    except retry.Disconnected:
-        if not stop.is_set():
-            raise
-    finally:
-        if daemon.engine is not None:
-            daemon.engine.dispose()
+    with lifecycle.stopping_on_signals(stop):
+        daemon = FakerDaemon(loaded, stop)
+        reason = lifecycle.run_until_stopped(daemon, stop, loaded.settings.reconnect_max_wait)
     log.info("shutdown", reason=reason, iterations=daemon.iterations, elapsed_s=round(time.monotonic() - t0, 1))
     return 0

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from scraperd.dcsnames import probe
-from scraperd.regimes.base import Faker, Regime, Scraper, Source, finite_or_none
+from scraperd.regimes.base import Faker, Regime, Scraper, Source, finite_or_none, moved
 
 
 @lru_cache(maxsize=64)
@@ -23,24 +23,7 @@ def _probes(row: Mapping[str, Any]) -> tuple[tuple[int, str], ...]:
 class AdTempScraper(Scraper):
     def changed(self, sv: Sequence[Any]) -> bool:
         before, after = sv[0], sv[-1]
-        for _, col in _probes(after):
-            a, b = before.get(col), after[col]
-            if a == b:
-                continue  # the common case, without float conversions
-            try:  # fast path for two numbers (Decimal or float); None and NaN fall through
-                delta = abs(b - a)
-                if delta > self.threshold:
-                    return True
-                if delta == delta:  # not NaN
-                    continue
-            except (TypeError, ArithmeticError):
-                pass
-            fa, fb = finite_or_none(a), finite_or_none(b)
-            if (fa is None) != (fb is None):
-                return True  # a probe appearing or vanishing is a change
-            if fa is not None and fb is not None and abs(fb - fa) > self.threshold:
-                return True
-        return False
+        return any(moved(before.get(col), after[col], self.threshold) for _, col in _probes(after))
 
     def propagate(self, sv: Sequence[Any]) -> Iterable[Mapping[str, Any]]:
         latest = sv[-1]

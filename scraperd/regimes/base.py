@@ -159,6 +159,23 @@ class Regime:
         return {c: 0 for c in self.target_columns}
 
 
+def moved(before: Any, after: Any, threshold: float) -> bool:
+    """True when `after` differs from `before` by more than threshold; a value appearing or vanishing
+    (NULL, NaN) counts as a move. Decimal and float both work; equal values cost one comparison."""
+    if before == after:
+        return False
+    try:  # two numbers: no conversions
+        delta = abs(after - before)
+        if delta == delta:  # not NaN
+            return bool(delta > threshold)
+    except (TypeError, ArithmeticError):
+        pass
+    a, b = finite_or_none(before), finite_or_none(after)
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    return abs(b - a) > threshold
+
+
 def finite_or_none(value: Any) -> float | None:
     """A float for a DB value; None for NULL or non-finite (bad rows must not crash changed())."""
     if value is None:

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from scraperd.dcsnames import lcr
-from scraperd.regimes.base import Faker, Regime, Scraper, Source, finite_or_none
+from scraperd.regimes.base import Faker, Regime, Scraper, Source, finite_or_none, moved
 
 
 @lru_cache(maxsize=64)
@@ -31,26 +31,8 @@ def channels(row: Mapping[str, Any]) -> dict[tuple[int, int, int], tuple[Any, An
 class PmtHvScraper(Scraper):
     def changed(self, sv: Sequence[Any]) -> bool:
         before, after = sv[0], sv[-1]
-        for _, vcol, pcol in channel_columns(tuple(after)):
-            if before.get(pcol) != after[pcol]:
-                return True
-            v0, v1 = before.get(vcol), after[vcol]
-            if v0 == v1:
-                continue
-            try:  # fast path for two numbers; None and NaN fall through
-                delta = abs(v1 - v0)
-                if delta > self.threshold:
-                    return True
-                if delta == delta:  # not NaN
-                    continue
-            except (TypeError, ArithmeticError):
-                pass
-            a, b = finite_or_none(v0), finite_or_none(v1)
-            if (a is None) != (b is None):
-                return True
-            if a is not None and b is not None and abs(b - a) > self.threshold:
-                return True
-        return False
+        return any(before.get(pcol) != after[pcol] or moved(before.get(vcol), after[vcol], self.threshold)
+                   for _, vcol, pcol in channel_columns(tuple(after)))
 
     def propagate(self, sv: Sequence[Any]) -> Iterable[Mapping[str, Any]]:
         latest = sv[-1]

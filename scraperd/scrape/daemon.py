@@ -16,17 +16,15 @@ decided in sampling.py and the regime.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
-from scraperd import config, logsetup, retry
+from scraperd import config, lifecycle, logsetup, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.tables import DbiTables, create_tables
 from scraperd.dbi.writer import Context, Record
@@ -54,15 +52,6 @@ class SourceCursor:
     buffer: deque[SourceRow] = field(default_factory=deque)
     pending: list[Record] = field(default_factory=list)  # propagated, not yet committed
     warned_duplicates: int = 0
-
-
-def install_signal_handlers(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: Any) -> None:
-        stop.set()
-        stop.signal = signal.Signals(signum).name  # type: ignore[attr-defined]
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
 
 
 class ScraperDaemon:
@@ -192,7 +181,7 @@ class ScraperDaemon:
             if wait > 0 and not (s.maxiter and self.iterations >= s.maxiter):
                 self.stop.wait(wait)
         self.flush()
-        return getattr(self.stop, "signal", "signal")
+        return lifecycle.signal_name(self.stop)
 
     def _next_row(self, cur: SourceCursor) -> SourceRow | None:
         """Step rows (from the buffer, refilled in batches) until one is collected."""
@@ -318,22 +307,10 @@ def run(loaded: config.Loaded, stop: threading.Event | None = None, *, until_cau
     Exit 0 on all of these; configuration errors raise ConfigError (exit 78).
     """
     stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        install_signal_handlers(stop)
-    daemon = ScraperDaemon(loaded, stop, until_caught_up=until_caught_up)
-    reason = "signal"
     t0 = time.monotonic()
-    try:
-        for attempt in retry.reconnecting(stop, loaded.settings.reconnect_max_wait):
-            with attempt:
-                daemon.start()
-                reason = daemon.loop()
-    except retry.Disconnected:
-        if not stop.is_set():
-            raise
-        reason = getattr(stop, "signal", "signal")
-    finally:
-        daemon.close()
+    with lifecycle.stopping_on_signals(stop):
+        daemon = ScraperDaemon(loaded, stop, until_caught_up=until_caught_up)
+        reason = lifecycle.run_until_stopped(daemon, stop, loaded.settings.reconnect_max_wait)
     log.info("shutdown", reason=reason, iterations=daemon.iterations, propagations=daemon.propagations,
              elapsed_s=round(time.monotonic() - t0, 1))
     return 0

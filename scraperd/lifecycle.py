@@ -1,0 +1,74 @@
+"""How every daemon (scraper, faker, averager) lives, written once.
+
+    with stopping_on_signals(stop):            SIGTERM/SIGINT set `stop` (main thread only)
+        reason = run_until_stopped(daemon, stop, max_wait)
+                                               start() + loop() under retry.reconnecting(): the one
+                                               path for first start, restart and reconnect
+
+The daemon object has start() (rebuild all state from the databases), loop() -> reason and close().
+A signal never interrupts a write: it only sets the event the loop and the waits look at.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any, Protocol
+
+from scraperd import retry
+
+
+class Daemon(Protocol):
+    def start(self) -> None: ...
+    def loop(self) -> str: ...
+    def close(self) -> None: ...
+
+
+def signal_name(stop: threading.Event) -> str:
+    """The name of the signal that set `stop` (SIGTERM, SIGINT), or "signal"."""
+    return str(getattr(stop, "signal", "signal"))
+
+
+@contextmanager
+def stopping_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set `stop` while inside (main thread only); the previous handlers come back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.signal = signal.Signals(signum).name  # type: ignore[attr-defined]
+        stop.set()
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_until_stopped(daemon: Daemon, stop: threading.Event, max_wait: timedelta) -> str:
+    """start() then loop(), again after every lost connection, until loop() returns or `stop` is set.
+
+    Returns loop()'s reason, or the signal's name when a signal ended a reconnect wait. Always
+    closes the daemon's engines.
+    """
+    reason = signal_name(stop)
+    try:
+        for attempt in retry.reconnecting(stop, max_wait):
+            with attempt:
+                daemon.start()
+                reason = daemon.loop()
+    except retry.Disconnected:
+        if not stop.is_set():
+            raise
+        reason = signal_name(stop)
+    finally:
+        daemon.close()
+    return reason
