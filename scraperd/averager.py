@@ -309,10 +309,7 @@ class Averager:
             self.filter = spec.filter
             self._check_filter(conn, tables)
             for st in tables:
-                bad = source.count_bad_dates(conn, st)
-                if bad:
-                    log.warning("bad_row", source=st.source.name, rows=bad,
-                                reason="date_time NULL, zero or 1970", action="ignored")
+                source.warn_bad_dates(conn, st, source.horizon(s.source_tz), log)
         if self.drop_target and not self.dropped:
             with retry.side("target"):
                 drop_tables(self.target, self.spec)
@@ -362,7 +359,7 @@ class Averager:
         if last is None and s.seed_timestart:
             floor = max(floor, s.seed_timestart)
         with retry.side("source"), self.source_engine.connect() as conn:
-            head = source.head(conn, st)
+            head = source.head(conn, st, source.horizon(tz))
             if last is not None:
                 start: datetime | None = resume_start(last.timestart, tz, s.binsize)
             else:

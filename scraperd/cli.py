@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scraperd import config, logsetup
+from scraperd import config, databases, logsetup
 from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError
+from scraperd.scrape import target
 
 PROG = "scraperd"
 
@@ -115,12 +117,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for name in cfg.sections:
         try:
             loaded = config.validate(cfg, name)
+            target.preflight(loaded)
             s = loaded.settings
             rows.append({"section": name, "mode": s.mode, "regime": s.regime.rsplit(":", 1)[-1],
-                         "source": s.source, "target": getattr(s, "target", ""), "status": "ok", "errors": []})
+                         "source": databases.describe_text(s.source), "status": "ok", "errors": [],
+                         "target": databases.describe_text(getattr(s, "target", ""))})
         except ConfigError as exc:
             bad += 1
-            rows.append({"section": name, "mode": cfg.sections[name].get("mode", cfg.defaults.get("mode", "?")),
+            rows.append({"section": name, "mode": cfg.sections[name].get("mode", cfg.defaults.get("mode", "scraper")),
                          "regime": "", "source": "", "target": "", "status": "ERROR",
                          "errors": config.error_lines(exc)})
     if args.json:
@@ -138,8 +142,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     path = config.config_path(args.config)
     loaded = config.load_section(path, args.section, config.parse_overrides(args.overrides))
     data = loaded.settings.model_dump()
-    rows = [{"key": k, "value": config.format_value(v), "from": loaded.origin.get(k, "default")}
-            for k, v in data.items()]
+    rows = [{"key": k, "value": databases.describe_text(config.format_value(v)) if k in ("source", "target")
+             else config.format_value(v), "from": loaded.origin.get(k, "default")} for k, v in data.items()]
     if args.json:
         print(json.dumps({"section": loaded.name, "config": str(path), "settings": rows,
                           "ignored": loaded.ignored}, indent=2))
@@ -166,19 +170,29 @@ def cmd_ddl(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     path = config.config_path(args.config)
     loaded = config.load_section(path, args.section, config.parse_overrides(args.overrides))
+    for flag, mode in (("catch_up", "scraper"), ("drop_target", "averager")):
+        if getattr(args, flag) and loaded.mode != mode:
+            print(f"{PROG}: --{flag.replace('_', '-')} is for mode = {mode}; [{loaded.name}] is a {loaded.mode}",
+                  file=sys.stderr)
+            return 2
     logsetup.configure(level=loaded.settings.dbi_loglevel)
     logsetup.bind(section=loaded.name)
-    if loaded.mode == "scraper":
-        from scraperd.scrape import daemon
+    try:
+        if loaded.mode == "scraper":
+            from scraperd.scrape import daemon
 
-        return daemon.run(loaded, until_caught_up=args.catch_up)
-    if loaded.mode == "faker":
-        from scraperd import faker
+            return daemon.run(loaded, until_caught_up=args.catch_up)
+        if loaded.mode == "faker":
+            from scraperd import faker
 
-        return faker.run(loaded)
-    from scraperd import averager
+            return faker.run(loaded)
+        from scraperd import averager
 
-    return averager.run(loaded, drop_target=args.drop_target)
+        return averager.run(loaded, drop_target=args.drop_target)
+    except ConfigError as exc:
+        if exc.file is None and exc.section is None:  # found while running: it belongs to this section
+            raise ConfigError(exc.message, file=loaded.file.display, section=loaded.name, key=exc.key) from None
+        raise
 
 
 COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "show": cmd_show, "ddl": cmd_ddl}
@@ -207,11 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug: one line, traceback with --debug or in the log
-        print(f"{PROG}: internal error: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # `scraperd logs X | head`: the reader left, nothing went wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # a bug: one line; the traceback with --debug, or in the JSON log
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"{PROG}: internal error: {exc.__class__.__name__}: {first}", file=sys.stderr)
         if args.debug:
             traceback.print_exc()
-        else:
+        elif not sys.stdout.isatty():
             try:
                 logsetup.get_logger().error("internal_error", error=repr(exc), exc_info=True)
             except Exception:

@@ -23,12 +23,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from scraperd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scraperd.regimes.base import Regime
 
 CONFIG_ENV = "SCRAPER_CFG"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +119,24 @@ def parse_bool(value: object) -> object:
     return value
 
 
+def parse_interval(value: object) -> object:
+    """A duration of whole seconds, at least 1 s: DCS and DBI times have one-second precision."""
+    d = parse_duration(value)
+    if isinstance(d, timedelta) and (d.total_seconds() < 1 or d.total_seconds() != int(d.total_seconds())):
+        raise ValueError(f"must be whole seconds, at least 1s (DBI times have one-second precision), got {value!r}")
+    return d
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def parse_level(value: object) -> object:
+    text = str(value).strip().upper()
+    if text not in LOG_LEVELS:
+        raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return text
+
+
 def _optional(parser: Any) -> Any:
     def inner(value: object) -> object:
         if isinstance(value, str) and value.strip().lower() in ("", "none"):
@@ -167,7 +188,7 @@ def check_regime(value: object) -> object:
     return text
 
 
-def load_regime(ref: str) -> type:
+def load_regime(ref: str) -> type[Regime]:
     """Import `package.module:Class` and check it is a Regime."""
     from scraperd.regimes.base import Regime
 
@@ -186,6 +207,8 @@ def load_regime(ref: str) -> type:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Interval = Annotated[timedelta, BeforeValidator(parse_interval)]
+Level = Annotated[str, BeforeValidator(parse_level)]
 OptDuration = Annotated[timedelta | None, BeforeValidator(_optional(parse_duration))]
 When = Annotated[datetime, BeforeValidator(parse_datetime)]
 OptWhen = Annotated[datetime | None, BeforeValidator(_optional(parse_datetime))]
@@ -215,7 +238,7 @@ class Common(BaseModel):
     source: str = Field(description="~/.my.cnf section or SQLAlchemy URL of the DCS (source) database.")
     source_tz: TimeZone = Field(ZoneInfo("Asia/Shanghai"),
                                 description="Time zone of the DCS date_time stamps (the target is UTC).")
-    interval: Duration = Field(timedelta(seconds=10), description="DB time quantum: tcursor step after a "
+    interval: Interval = Field(timedelta(seconds=10), description="DB time quantum: tcursor step after a "
                                "propagation; the faker's step between fake rows.")
     sleep: Duration = Field(timedelta(seconds=3), description="Real-time pause between iterations "
                             "(scrapers tune it from the lag).")
@@ -226,7 +249,7 @@ class Common(BaseModel):
                                          description="Cap of the exponential backoff between reconnects.")
     log_samples: Bool = Field(True, description="Log every `sample` event; false keeps propagations, "
                               "tune and warnings only.")
-    dbi_loglevel: str = Field("INFO", description="Log level (INFO, DEBUG, WARNING).")
+    dbi_loglevel: Level = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     supervisor_autostart: Bool = Field(True, description="supervisord autostart for this program.")
     supervisor_startsecs: Int = Field(5, ge=0, description="supervisord startsecs.")
     supervisor_startretries: Int = Field(3, ge=0, description="supervisord startretries.")

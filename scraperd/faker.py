@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from scraperd import config, databases, dcsddl, lifecycle, logsetup, retry
 from scraperd.regimes.base import Instance, Regime
 from scraperd.scrape import sampling
+from scraperd.scrape import target as tgt
 
 log = logsetup.get_logger("scraperd.faker")
 
@@ -30,11 +31,7 @@ class FakerDaemon:
         self.loaded, self.s, self.stop = loaded, s, stop
         self.regime_cls: type[Regime] = config.load_regime(s.regime)
         self.faker = self.regime_cls.faker(profile=s.profile, seed=s.faker_seed)
-        try:
-            self.url = databases.resolve(s.source)
-        except config.ConfigError as exc:
-            raise config.ConfigError(exc.message, file=loaded.file.display, section=loaded.name,
-                                     key="source") from None
+        self.url = tgt.preflight(loaded).source
         self.ddl = Path(s.faker_sql) if s.faker_sql else dcsddl.DEFAULT_DDL
         self.engine: sa.Engine | None = None
         self.tables: list[sa.Table] = []

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy.exc as sa_exc
 import tenacity
 
-from scraperd.errors import SourceError
+from scraperd.errors import ConfigError, SourceError
 from scraperd.logsetup import get_logger
 
 log = get_logger("scraperd.retry")
@@ -58,7 +58,13 @@ def is_disconnect(exc: BaseException) -> bool:
 
 
 _MYSQL_SCHEMA_GONE = {1054, 1146}  # unknown column, table doesn't exist
+_MYSQL_REFUSED = {1044, 1045, 1049, 1698}  # access denied (db, user), unknown database: fix the config
 _SQLITE_SCHEMA_GONE = ("no such table", "no such column")
+
+
+def _mysql_code(exc: BaseException) -> int | None:
+    args = getattr(getattr(exc, "orig", None), "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def is_schema_gone(exc: BaseException) -> bool:
@@ -91,6 +97,10 @@ def side(db: str) -> Iterator[None]:
     except Exception as exc:
         if is_disconnect(exc):
             raise Disconnected(db, exc) from exc
+        code = _mysql_code(exc)
+        if code in _MYSQL_REFUSED:
+            detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+            raise ConfigError(f"the {db} database refuses us: {detail}", key=db) from None
         if db == "source" and is_schema_gone(exc):
             detail = str(getattr(exc, "orig", exc)).splitlines()[0]
             log.error("source_error", detail=detail, action="retrying")

@@ -195,7 +195,7 @@ def _heads(dbs: Databases, loaded: config.Loaded,
         with engine.connect() as conn:
             for src in regime.sources:
                 try:
-                    out[src.name] = source.head(conn, source.reflect(conn, src))
+                    out[src.name] = source.head(conn, source.reflect(conn, src), source.horizon(loaded.settings.source_tz))
                 except (sa.exc.SQLAlchemyError, ScraperdError) as exc:
                     out[src.name] = exc
     except (sa.exc.SQLAlchemyError, ScraperdError, OSError) as exc:

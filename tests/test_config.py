@@ -122,6 +122,12 @@ MALFORMED = [
     (with_key("interval = 5s"), "adtemp_scraper", f"{S} interval: key given twice in this section"),
     ("regime = x\n" + GOOD, "adtemp_scraper", "line 1: text before the first [section] header"),
     (GOOD + "[DEFAULT]\nnot a key value line\n", "adtemp_scraper", "cannot parse line 25 (expected key = value)"),
+    (replace("interval = 10s", "interval = 0s"), "adtemp_scraper",
+     f"{S} interval: must be whole seconds, at least 1s (DBI times have one-second precision), got '0s'"),
+    (replace("interval = 10s", "interval = 0.5s"), "adtemp_scraper",
+     f"{S} interval: must be whole seconds, at least 1s (DBI times have one-second precision), got '0.5s'"),
+    (with_key("dbi_loglevel = VERBOSE"), "adtemp_scraper",
+     f"{S} dbi_loglevel: 'VERBOSE' is not one of DEBUG, INFO, WARNING, ERROR"),
     (GOOD, "adtemp_scrapr", "[adtemp_scrapr]: no such section (did you mean 'adtemp_scraper'?) "
      "(sections: adtemp_scraper, adtemp_faker, adlid_averager)"),
 ]
@@ -191,10 +197,23 @@ def test_check_config_lists_every_section_and_fails_on_one_broken(tmp_path, caps
     assert "[adtemp_scraper] maxage: cannot parse" in out.err
 
 
-def test_check_config_passes_on_the_shipped_configs(capsys):
-    for cfg in ("etc/scraper.cfg",):
+def test_check_config_passes_on_the_shipped_configs(capsys, monkeypatch):
+    monkeypatch.setenv("SCRAPERD_MYCNF", str(config.REPO_ROOT / "etc" / "my.cnf.example"))
+    for cfg in ("etc/scraper.cfg", "etc/demo.cfg"):
         path = config.REPO_ROOT / cfg
         assert cli.main(["-c", str(path), "check-config"]) == 0, capsys.readouterr()
+    assert "CHANGE_ME" not in capsys.readouterr().out  # the example's passwords are not shown
+
+
+def test_check_config_resolves_databases_and_specs_without_connecting(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SCRAPERD_MYCNF", str(tmp_path / "my.cnf"))
+    (tmp_path / "my.cnf").write_text("[dcs]\nhost = 127.0.0.1\nport = 1\npassword = sekret\n")
+    path = write(tmp_path, GOOD.replace("source = sqlite:///var/src.db", "source = nosuch")
+                 + "kls = GDcsNoSuch\n")
+    assert cli.main(["-c", str(path), "check-config"]) == 78
+    err = capsys.readouterr().err
+    assert f"[adtemp_scraper] source: no section [nosuch] (sections: dcs) ({tmp_path / 'my.cnf'})" in err
+    assert "sekret" not in err
 
 
 def test_show_prints_effective_settings_with_origin(tmp_path, capsys):

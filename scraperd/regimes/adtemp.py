@@ -40,3 +40,6 @@ class AdTemp(Regime):
     sources = (Source("DBNS_SAB_Temp"),)
     scraper = AdTempScraper
     faker = AdTempFaker
+
+    def seed(self, source: Source) -> Mapping[str, Any]:
+        return {f"Temp_PT{n}": 0.0 for n in range(1, 6)}

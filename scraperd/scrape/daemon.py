@@ -98,11 +98,9 @@ class ScraperDaemon:
                                              s.aggregate_filter, s.aggregate_none,
                                              where=f"{self.loaded.file.display} [{self.loaded.name}]")
                 self._check_filter(conn, tables)
+            until = source.horizon(s.source_tz, s.interval)
             for st in tables:
-                bad = source.count_bad_dates(conn, st)
-                if bad:
-                    log.warning("bad_row", source=st.source.name, rows=bad, reason="date_time NULL, zero or 1970",
-                                action="ignored")
+                source.warn_bad_dates(conn, st, until, log)
         for st in tables:
             self.cursors.append(self._resume(st))
 
@@ -189,7 +187,8 @@ class ScraperDaemon:
             if not cur.buffer:
                 smp = cur.sampler
                 with retry.side("source"), self.source_engine.connect() as conn:
-                    rows = source.rows_from(conn, cur.table, smp.tcursor, smp.last_seen, self.s.batch_size)
+                    rows = source.rows_from(conn, cur.table, smp.tcursor, smp.last_seen, self.s.batch_size,
+                                            source.horizon(self.s.source_tz, self.s.interval))
                 if not rows:
                     return None
                 cur.buffer.extend(rows)
@@ -283,10 +282,10 @@ class ScraperDaemon:
         lags: list[timedelta] = []
         with retry.side("source"), self.source_engine.connect() as conn:
             for cur in self.cursors:
-                head = source.head(conn, cur.table)
+                head = source.head(conn, cur.table, source.horizon(self.s.source_tz))
                 if head is not None:
                     lags.append(head - cur.sampler.tcursor)
-        maxlag = max(lags) if lags else timedelta(0)
+        maxlag = max([timedelta(0), *lags])  # tcursor runs up to one interval past the head: that is no lag
         eff = self.effective_heartbeat.total_seconds() or 1.0
         lag_hb = maxlag.total_seconds() / eff
         self.sleep_s = 0.0 if lag_hb > 1 else eff

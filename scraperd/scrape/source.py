@@ -9,18 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.exc import NoSuchTableError
 
+from scraperd.dbi.tables import END_OF_TIME
 from scraperd.errors import SourceError
 from scraperd.regimes.base import Source
 from scraperd.scrape import aggregate
-from scraperd.scrape.sampling import SourceRow
+from scraperd.scrape.sampling import SourceRow, to_local
 
 EPOCH_GUARD = datetime(1971, 1, 1)  # zero dates and 1970 stamps of a resetting DCS sort below this
+FUTURE_TOLERANCE = timedelta(days=1)  # a DCS clock ahead by less than this is still believed
+
+
+def horizon(tz: ZoneInfo, interval: timedelta = timedelta(0)) -> datetime:
+    """The latest local date_time sampled now. A row dated later (a DCS clock gone wrong) waits until
+    real time reaches it, so it neither drags tcursor into the future nor changes what is written; and
+    nothing is sampled whose validity would end after DBI's end of time."""
+    now = to_local(datetime.now(UTC).replace(tzinfo=None, microsecond=0), tz)
+    return min(now + FUTURE_TOLERANCE, to_local(END_OF_TIME - interval, tz))
 
 
 @dataclass
@@ -82,9 +93,9 @@ def _rows(result: sa.CursorResult[Any], names: Sequence[str]) -> list[SourceRow]
 
 
 def rows_from(conn: sa.Connection, st: SourceTable, tcursor: datetime, after: datetime | None,
-              limit: int) -> list[SourceRow]:
-    """Up to `limit` rows with date_time >= tcursor (and > after), in (date_time, id) order."""
-    q = st.select().where(st.date_time >= tcursor)
+              limit: int, until: datetime) -> list[SourceRow]:
+    """Up to `limit` rows with tcursor <= date_time <= until (and > after), in (date_time, id) order."""
+    q = st.select().where(st.date_time >= tcursor, st.date_time <= until)
     if after is not None:
         q = q.where(st.date_time > after)
     q = q.order_by(st.date_time, st.id).limit(limit)
@@ -98,16 +109,28 @@ def row_at(conn: sa.Connection, st: SourceTable, when: datetime) -> SourceRow | 
     return rows[0] if rows else None
 
 
-def head(conn: sa.Connection, st: SourceTable) -> datetime | None:
-    """The source's latest date_time (for the lag)."""
-    return conn.execute(sa.select(sa.func.max(st.date_time))).scalar()
+def head(conn: sa.Connection, st: SourceTable, until: datetime) -> datetime | None:
+    """The source's latest date_time up to the horizon (for the lag, and the averager's last bin)."""
+    return conn.execute(sa.select(sa.func.max(st.date_time)).where(st.date_time <= until)).scalar()
 
 
-def count_bad_dates(conn: sa.Connection, st: SourceTable) -> int:
-    """Rows with zero, 1970 or NULL date_time: never sampled, reported once at start-up."""
-    q = sa.select(sa.func.count()).select_from(st.main).where(
+def count_bad_dates(conn: sa.Connection, st: SourceTable, until: datetime) -> tuple[int, int]:
+    """(rows with zero, 1970 or NULL date_time, rows dated after `until`): reported once at start-up."""
+    old = sa.select(sa.func.count()).select_from(st.main).where(
         sa.or_(st.date_time < EPOCH_GUARD, st.date_time.is_(None)))
-    return int(conn.execute(q).scalar() or 0)
+    future = sa.select(sa.func.count()).select_from(st.main).where(st.date_time > until)
+    return int(conn.execute(old).scalar() or 0), int(conn.execute(future).scalar() or 0)
+
+
+def warn_bad_dates(conn: sa.Connection, st: SourceTable, until: datetime, log: Any) -> None:
+    """One `bad_row` warning per kind of unusable date_time, at start-up."""
+    old, future = count_bad_dates(conn, st, until)
+    if old:
+        log.warning("bad_row", source=st.source.name, rows=old, reason="date_time NULL, zero or 1970",
+                    action="ignored")
+    if future:
+        log.warning("bad_row", source=st.source.name, rows=future, reason=f"date_time after {until}",
+                    action="not sampled until real time reaches it")
 
 
 def aggregates(conn: sa.Connection, st: SourceTable, spec: aggregate.AggregateSpec, lo: datetime,

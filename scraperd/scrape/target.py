@@ -1,13 +1,16 @@
-"""The target side shared by scraper and averager: which DBI table, its context per source, seeding.
+"""The databases of a section, checked before anything connects; the target's table, contexts, seeding.
 
-A source's context (SITEMASK, SUBSITE) comes from its table name (dcsnames.py); SIMMASK and TASK
-from config. Seeding plants one record in an empty context so that scraping knows where in time it
-is; it is refused for a database named offline_db.
+preflight() is what `check-config` and every daemon's start run: the source and target names
+resolve (my.cnf section or URL), the target .spec exists and takes what the regime writes, and no
+protected database would be seeded or dropped. A source's context (SITEMASK, SUBSITE) comes from
+its table name (dcsnames.py); SIMMASK and TASK from config. Seeding plants one record in an empty
+context so that scraping knows where in time it is; it is refused for a database named offline_db.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,8 @@ from scraperd.dbi.writer import Context
 from scraperd.errors import ConfigError
 from scraperd.regimes.base import Regime, Source
 
-PROTECTED_DATABASES = ("offline_db",)
+PROTECTED_DATABASES = ("offline_db",)  # never seeded, never dropped
+REAL_DCS_DATABASES = ("dybdcsdb",)       # the real DCS: a faker never drops it
 
 
 def target_spec(loaded: config.Loaded, regime: type[Regime]) -> specmod.Spec:
@@ -53,12 +57,55 @@ def refuse_protected(url: URL, loaded: config.Loaded, what: str, key: str) -> No
 
 
 def seed_payload(regime: Regime, source: Source, spec: specmod.Spec) -> list[dict[str, Any]]:
+    """The seed record's payload; ConfigError when the regime writes columns the .spec lacks."""
     columns = [c.name for c in spec.columns]
     row = dict(regime.seed(source))
     unknown = set(row) - set(columns)
     if unknown:
-        raise ConfigError(f"seed() of {type(regime).__name__} gives unknown columns {sorted(unknown)}")
+        raise ConfigError(f"{type(regime).__name__} writes columns {sorted(unknown)} that {spec.table} "
+                          f"({spec.path}) does not have: kls and regime do not match")
     return [row]
+
+
+def resolve(loaded: config.Loaded, key: str) -> URL:
+    """The URL of the section's `source` or `target`; ConfigError naming file, section and key."""
+    try:
+        return databases.resolve(getattr(loaded.settings, key))
+    except ConfigError as exc:
+        where = f" ({exc.file})" if exc.file else ""
+        raise ConfigError(exc.message + where, file=loaded.file.display, section=loaded.name, key=key) from None
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What preflight() found: the URLs, and the target spec for scrapers and averagers."""
+
+    source: URL
+    target: URL | None = None
+    spec: specmod.Spec | None = None
+
+
+def preflight(loaded: config.Loaded) -> Checked:
+    """Everything about a section that can be checked without connecting (exit 78 on a problem)."""
+    s = loaded.settings
+    regime = config.load_regime(s.regime)
+    src = resolve(loaded, "source")
+    if isinstance(s, config.FakerSection):
+        if s.faker_dropsrc and databases.database_name(src) in PROTECTED_DATABASES + REAL_DCS_DATABASES:
+            raise ConfigError(f"faker_dropsrc refused: the source database is {databases.database_name(src)}",
+                              file=loaded.file.display, section=loaded.name, key="faker_dropsrc")
+        return Checked(source=src)
+    assert isinstance(s, config.TargetCommon)
+    tgt = resolve(loaded, "target")
+    spec = target_spec(loaded, regime)
+    if s.seed_target_tables:
+        refuse_protected(tgt, loaded, "seeding", "seed_target_tables")
+    try:
+        seed_payload(regime(target_columns(spec)), regime.sources[0], spec)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, file=loaded.file.display, section=loaded.name,
+                          key="kls" if s.kls else "regime") from None
+    return Checked(source=src, target=tgt, spec=spec)
 
 
 def needs_seed_message(loaded: config.Loaded, table: str, source: Source, ctx: Context) -> ConfigError:
@@ -72,21 +119,13 @@ def needs_seed_message(loaded: config.Loaded, table: str, source: Source, ctx: C
 
 
 def open_target(loaded: config.Loaded, regime: type[Regime]) -> tuple[URL, Engine, specmod.Spec]:
-    s = loaded.settings
-    assert isinstance(s, config.TargetCommon)
-    spec = target_spec(loaded, regime)
-    try:
-        url = databases.resolve(s.target)
-    except ConfigError as exc:
-        raise ConfigError(exc.message, file=loaded.file.display, section=loaded.name, key="target") from None
-    return url, databases.make_engine(url), spec
+    checked = preflight(loaded)
+    assert checked.target is not None and checked.spec is not None
+    return checked.target, databases.make_engine(checked.target), checked.spec
 
 
 def open_source(loaded: config.Loaded, *, readonly: bool) -> tuple[URL, Engine]:
-    try:
-        url = databases.resolve(loaded.settings.source)
-    except ConfigError as exc:
-        raise ConfigError(exc.message, file=loaded.file.display, section=loaded.name, key="source") from None
+    url = resolve(loaded, "source")
     return url, databases.make_engine(url, readonly=readonly)
 
 
