@@ -339,6 +339,36 @@ class AveragerSection(TargetCommon):
         return self
 
 
+class ProgramKeys(BaseModel):
+    """What supervisord needs of a section, readable even when the rest of the section is broken."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    mode: str = "scraper"
+    host: str = Common.model_fields["host"].default
+    supervisor_autostart: Bool = Common.model_fields["supervisor_autostart"].default
+    supervisor_startsecs: Int = Field(Common.model_fields["supervisor_startsecs"].default, ge=0)
+    supervisor_startretries: Int = Field(Common.model_fields["supervisor_startretries"].default, ge=0)
+    supervisor_stopwaitsecs: Int = Field(Common.model_fields["supervisor_stopwaitsecs"].default, ge=1)
+    supervisor_logfile_maxbytes: str = Common.model_fields["supervisor_logfile_maxbytes"].default
+    supervisor_logfile_backups: Int = Field(Common.model_fields["supervisor_logfile_backups"].default, ge=0)
+    supervisor_priority: Int = Field(Common.model_fields["supervisor_priority"].default, ge=0)
+
+
+def program_keys(cfg: ConfigFile, name: str) -> ProgramKeys:
+    """The supervisord keys of a section as written ([DEFAULT], then the section); a broken one is
+    replaced by its default, so that a broken section still gets a program that ends FATAL."""
+    raw = {k: v for k, v in {**cfg.defaults, **cfg.sections[name]}.items() if k in ProgramKeys.model_fields}
+    while True:
+        try:
+            return ProgramKeys.model_validate(raw)
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+            if not bad & set(raw):
+                return ProgramKeys.model_validate({})
+            raw = {k: v for k, v in raw.items() if k not in bad}
+
+
 class _KeyError(ValueError):
     """A cross-key problem, attributed to one key."""
 

@@ -25,7 +25,9 @@ import shlex
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from supervisor.datatypes import byte_size, process_or_group_name
 
@@ -105,9 +107,9 @@ def program_environment(config_file: Path) -> dict[str, str]:
     return env
 
 
-def program_ini(loaded: config.Loaded, *, command: Sequence[str], config_file: Path, directory: Path,
+def program_ini(loaded: Program | config.Loaded, *, command: Sequence[str], config_file: Path, directory: Path,
                 logdir: Path, environment: dict[str, str]) -> str:
-    """The text of <section>.ini for one validated section."""
+    """The text of <section>.ini for one section."""
     s, name = loaded.settings, loaded.name
     argv = [*command, "-c", str(config_file), "run", name]
     for arg in argv:
@@ -138,14 +140,18 @@ def program_ini(loaded: config.Loaded, *, command: Sequence[str], config_file: P
     return "\n".join(head + [f"{k} = {v}" for k, v in keys.items()]) + "\n"
 
 
+def _program_name_ok(name: str) -> bool:
+    try:
+        process_or_group_name(name)
+        return True
+    except ValueError:
+        return False
+
+
 def _supervisor_problems(loaded: config.Loaded) -> list[ConfigError]:
     """What validation of the config models cannot know: names and sizes as supervisord reads them."""
     out = []
     where = {"file": loaded.file.display, "section": loaded.name}
-    try:
-        process_or_group_name(loaded.name)
-    except ValueError:
-        out.append(ConfigError("not usable as a supervisord program name (no blanks, ':' or '/')", **where))
     try:
         byte_size(loaded.settings.supervisor_logfile_maxbytes.strip())
     except ValueError:
@@ -154,34 +160,49 @@ def _supervisor_problems(loaded: config.Loaded) -> list[ConfigError]:
     return out
 
 
-def load_sections(cfg: config.ConfigFile, names: Iterable[str]) -> list[config.Loaded]:
-    """Validate the named sections; ConfigErrors listing every problem of every section, or all of them."""
-    problems: list[ConfigError] = []
-    loaded: list[config.Loaded] = []
+@dataclass(frozen=True)
+class Program:
+    """One section as supervisord will run it: its name and supervisor keys, and its config errors."""
+
+    name: str
+    settings: Any             # config.Section when valid, else config.ProgramKeys
+    errors: tuple[str, ...] = ()
+
+
+def load_sections(cfg: config.ConfigFile, names: Iterable[str]) -> list[Program]:
+    """Every named section as a Program. A section with config errors still becomes one (its run
+    exits 78, so supervisord ends it FATAL), with its errors kept for gen-ini to print."""
+    out: list[Program] = []
     for name in names:
+        if name not in cfg.sections:
+            config.validate(cfg, name)  # raises: no such section (did you mean ...)
         try:
             one = config.validate(cfg, name)
-        except config.ConfigErrors as exc:
-            problems += exc.problems
-            continue
         except ConfigError as exc:
-            problems.append(exc)
+            out.append(Program(name, _usable_sizes(config.program_keys(cfg, name)), tuple(config.error_lines(exc))))
             continue
         extra = _supervisor_problems(one)
-        problems += extra
-        if not extra:
-            loaded.append(one)
-    if problems:
-        raise config.ConfigErrors(problems) if len(problems) > 1 else problems[0]
-    return loaded
+        settings = _usable_sizes(one.settings) if extra else one.settings
+        out.append(Program(name, settings, tuple(p.line() for p in extra)))
+    return out
+
+
+def _usable_sizes(settings: Any) -> Any:
+    """The settings with a log size supervisord cannot read replaced by the default."""
+    try:
+        byte_size(settings.supervisor_logfile_maxbytes.strip())
+        return settings
+    except ValueError:
+        return settings.model_copy(update={"supervisor_logfile_maxbytes":
+                                           config.Common.model_fields["supervisor_logfile_maxbytes"].default})
 
 
 def _same_host(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
-def select(cfg: config.ConfigFile, which: str, host: str | None) -> list[config.Loaded]:
-    """The validated sections to write: one, or ALL; with host, only those whose `host` matches."""
+def select(cfg: config.ConfigFile, which: str, host: str | None) -> list[Program]:
+    """The sections to write: one, or ALL; with host, only those whose `host` matches."""
     names = list(cfg.sections) if which == ALL else [which]
     if not names:
         raise ConfigError("no sections in this file", file=cfg.display)
@@ -218,8 +239,12 @@ def generated_from(path: Path) -> str | None:
 
 def generate(config_file: Path, which: str, *, outdir: Path, host: str | None = None,
              logdir: Path | None = None, directory: Path | None = None,
-             command: Sequence[str] | None = None) -> tuple[list[Path], list[Path]]:
-    """Write the .ini files; return (written, removed). Nothing is written unless every section is valid.
+             command: Sequence[str] | None = None) -> tuple[list[Path], list[Path], list[str]]:
+    """Write the .ini files; return (written, removed, config errors to warn about).
+
+    A section with config errors is written too: its program exits 78 and supervisord ends it FATAL
+    after startretries, where the operator sees it (and `scraperd logs` shows the one-line error).
+    A section that cannot be a supervisord program at all (its name) is not written: an error.
 
     With ALL, files an earlier gen-ini wrote from this same config for sections that are gone (or,
     with --host, now run elsewhere) are removed, so `supervisorctl update` drops those programs.
@@ -227,6 +252,12 @@ def generate(config_file: Path, which: str, *, outdir: Path, host: str | None = 
     config_file = Path(os.path.abspath(config_file))
     cfg = config.read_file(config_file)
     chosen = select(cfg, which, host)
+    unusable = [p for p in chosen if not _program_name_ok(p.name)]
+    if unusable:
+        raise config.ConfigErrors([ConfigError("not usable as a supervisord program name (no blanks, ':' or '/')",
+                                               file=cfg.display, section=p.name) for p in unusable]) \
+            if len(unusable) > 1 else ConfigError("not usable as a supervisord program name (no blanks, ':' or '/')",
+                                                  file=cfg.display, section=unusable[0].name)
     logdir = Path(os.path.abspath(logdir or DEFAULT_LOG_DIR))
     directory = Path(os.path.abspath(directory or config.REPO_ROOT))
     command = list(command or scraperd_command())
@@ -246,7 +277,7 @@ def generate(config_file: Path, which: str, *, outdir: Path, host: str | None = 
             if path.stem not in texts and generated_from(path) == str(config_file):
                 path.unlink()
                 removed.append(path)
-    return written, removed
+    return written, removed, [line for p in chosen for line in p.errors]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -268,7 +299,8 @@ examples:
 Every program: autorestart=unexpected, exitcodes=0 (a clean stop or maxiter stays stopped; exit 78,
 a configuration error, ends FATAL after startretries), stopsignal=TERM, stderr into the stdout log.
 SCRAPER_CFG and, when set, {MYCNF_ENV} (a path) go into the program's environment; no password is
-ever written. If any section is broken, every error is printed and nothing is written (exit 78).
+ever written. A section with config errors is written too, with a warning: its program exits 78
+and supervisord ends it FATAL after startretries (fix the config, then `supervisorctl update`).
 
 config keys read (per section or [DEFAULT]):
 {_keys_help()}
@@ -277,8 +309,13 @@ config keys read (per section or [DEFAULT]):
 
 def cmd_gen_ini(args: argparse.Namespace) -> int:
     outdir = Path(args.output) if args.output else DEFAULT_CONF_DIR
-    written, removed = generate(config.config_path(args.config), args.section, outdir=outdir, host=args.host,
-                                logdir=Path(args.logdir) if args.logdir else None)
+    written, removed, errors = generate(config.config_path(args.config), args.section, outdir=outdir,
+                                        host=args.host, logdir=Path(args.logdir) if args.logdir else None)
+    for line in errors:
+        print(f"scraperd: warning: {line}", file=sys.stderr)
+    if errors:
+        print("scraperd: warning: those sections were written too; they exit 78 and end FATAL until the config "
+              "is fixed (scraperd check-config)", file=sys.stderr)
     for path in written:
         print(f"wrote {path}")
     for path in removed:

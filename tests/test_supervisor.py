@@ -137,25 +137,35 @@ def test_gen_ini_host_picks_only_the_sections_of_that_machine(tmp_path, capsys):
     assert not (tmp_path / "none").exists()
 
 
-def test_gen_ini_on_a_broken_config_lists_every_error_and_writes_nothing(tmp_path, capsys):
+def test_gen_ini_on_a_broken_config_writes_every_program_and_warns_each_error(tmp_path, capsys):
     cfg = small_cfg(tmp_path / "scraper.cfg",
                     adtemp_scraper={"mode": "scraper", "regime": ADTEMP, "target": "sqlite:///t.db",
-                                    "maxage": "10 minutes"},
+                                    "maxage": "10 minutes", "supervisor_startretries": "9"},
                     pmthv_scraper={"mode": "scraper", "regime": PMTHV, "target": "sqlite:///t.db",
                                    "intervall": "10s"},
                     pmthv_faker={"mode": "faker", "regime": PMTHV, "supervisor_logfile_maxbytes": "lots"})
     out = tmp_path / "conf.d"
-    assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "-o", str(out)]) == 78
+    assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "-o", str(out)]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3
-    assert f"scraperd: {cfg} [adtemp_scraper] maxage: cannot parse '10 minutes'" in err[0]
+    assert f"scraperd: warning: {cfg} [adtemp_scraper] maxage: cannot parse '10 minutes' as a duration " \
+           "(use 10s, 1m, 1h)" in err
     assert any("[pmthv_scraper] intervall: unknown key (did you mean 'interval'?)" in e for e in err)
     assert any("[pmthv_faker] supervisor_logfile_maxbytes: 'lots' is not a size" in e for e in err)
+    assert "end FATAL" in err[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["adtemp_faker.ini", "adtemp_scraper.ini", "pmthv_faker.ini",
+                                                     "pmthv_scraper.ini"]
+    broken = supervisord_reads(out / "adtemp_scraper.ini")
+    assert broken["startretries"] == 9 and broken["exitcodes"] == [0]  # its own supervisor keys still count
+    assert supervisord_reads(out / "pmthv_faker.ini")["stdout_logfile_maxbytes"] == 50 * 1024 * 1024
+
+
+def test_gen_ini_refuses_a_section_name_supervisord_cannot_use(tmp_path, capsys):
+    cfg = small_cfg(tmp_path / "scraper.cfg", **{"adtemp scraper": {"mode": "scraper", "regime": ADTEMP,
+                                                                   "target": "sqlite:///t.db"}})
+    out = tmp_path / "conf.d"
+    assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "-o", str(out)]) == 78
+    assert "[adtemp scraper]: not usable as a supervisord program name" in capsys.readouterr().err
     assert not out.exists()
-    # one good section named alone is written; one broken section named alone is refused
-    assert cli_main(["-c", str(cfg), "gen-ini", "adtemp_faker", "-o", str(out)]) == 0
-    assert cli_main(["-c", str(cfg), "gen-ini", "adtemp_scraper", "-o", str(out)]) == 78
-    assert [p.name for p in out.iterdir()] == ["adtemp_faker.ini"]
 
 
 def test_gen_ini_all_removes_files_of_sections_gone_from_the_config(tmp_path, capsys):
@@ -193,9 +203,13 @@ def test_scraperd_gen_ini_command_line(tmp_path):
     small_cfg(cfg, adtemp_faker={"mode": "faker", "regime": ADTEMP, "sleep": "soon"})
     bad = subprocess.run([str(SCRAPERD), "-c", str(cfg), "gen-ini", "ALL", "-o", str(tmp_path / "x")],
                          capture_output=True, text=True)
-    assert bad.returncode == 78
-    assert bad.stderr.splitlines() == [f"scraperd: {cfg} [adtemp_faker] sleep: cannot parse 'soon' as a duration "
-                                       "(use 10s, 1m, 1h)"]
+    assert bad.returncode == 0
+    assert bad.stderr.splitlines()[0] == f"scraperd: warning: {cfg} [adtemp_faker] sleep: cannot parse 'soon' as a " \
+                                         "duration (use 10s, 1m, 1h)"
+    assert (tmp_path / "x" / "adtemp_faker.ini").exists()
+    unknown = subprocess.run([str(SCRAPERD), "-c", str(cfg), "gen-ini", "nosuch", "-o", str(tmp_path / "y")],
+                             capture_output=True, text=True)
+    assert unknown.returncode == 78 and "[nosuch]: no such section" in unknown.stderr
     helptext = subprocess.run([str(SCRAPERD), "gen-ini", "--help"], capture_output=True, text=True).stdout
     assert "supervisor_startretries" in helptext and "example" in helptext
 
@@ -333,11 +347,10 @@ def test_broken_section_goes_fatal_after_startretries_not_a_restart_storm(tmp_pa
     cfg = tmp_path / "scraper.cfg"
     section = {"mode": "scraper", "regime": ADTEMP, "target": f"sqlite:///{tmp_path / 't.db'}",
                "supervisor_startsecs": "1", "supervisor_startretries": "2", **SEED}
-    write_cfg(cfg, {"adtemp_scraper": section}, defaults={"source": f"sqlite:///{tmp_path / 's.db'}"})
-    assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "-o", str(sv.conf_d), "--logdir", str(sv.logdir)]) == 0
-    # the operator then breaks the config: the program exits 78 at once, each start
+    # a broken section: gen-ini writes its program anyway, which exits 78 at once, each start
     write_cfg(cfg, {"adtemp_scraper": {**section, "maxage": "10 minutes"}},
               defaults={"source": f"sqlite:///{tmp_path / 's.db'}"})
+    assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "-o", str(sv.conf_d), "--logdir", str(sv.logdir)]) == 0
     sv.start()
     sv.wait_state("adtemp_scraper", "FATAL", timeout=30)
     assert "FATAL" in sv.ctl("status", "adtemp_scraper").stdout
