@@ -31,7 +31,8 @@ territory bins are queried at once, taken in order of time, while the main threa
 batches (dbi.writer.write_many: one transaction, SEQNOs reserved once). The work in Python is one
 dict per group; memory does not grow with the table.
 
-Events: startup and territory per source, sample per territory bin, propagate per written batch,
+Events: startup and territory (every bin listed) per source, sample per territory bin (the manual's
+SV line: range, groups, state replay), propagate per record (committed in batches),
 progress (no terminal) or a bar on stderr (terminal), shutdown.
 
 Refuses: a target whose columns are not named like the aggregates (the regime's scraper is not used:
@@ -370,7 +371,8 @@ class Averager:
         bins = territory_bins(start, end, s.territory) if start is not None and end is not None else []
         log.info("startup", source=st.source.name, **tgt.context_fields(ctx), seqno=last.seqno if last else None,
                  resume=self._fmt(start), head=self._fmt(head), target=self.spec.table)
-        log.info("territory", source=st.source.name, bins=len(bins),
+        log.info("territory", source=st.source.name, count=len(bins),
+                 bins=[[self._fmt(a), self._fmt(b)] for a, b in bins],
                  first=[self._fmt(t) for t in bins[0]] if bins else None,
                  last=[self._fmt(t) for t in bins[-1]] if bins else None)
         return Plan(table=st, context=ctx, floor=floor, bins=bins)
@@ -434,8 +436,9 @@ class Averager:
                 rows = sum(int(g[COUNT]) for g in groups)
                 self.bins_done += 1
                 if self.s.log_samples:
-                    log.info("sample", source=plan.name, n=n, range=[self._fmt(lo), self._fmt(hi)],
-                             groups=len(records), rows=rows, state="replay", proceed=bool(records))
+                    log.info("sample", source=plan.name, n=n, tcursor=self._fmt(lo), fullness="full",
+                             range=[self._fmt(lo), self._fmt(hi)], groups=len(records), rows=rows,
+                             state="replay", proceed=bool(records))
                 pending.extend(records)
                 if len(pending) >= BATCH_RECORDS or time.monotonic() - flushed_at >= BATCH_SECONDS:
                     self._flush(plan, pending)
@@ -463,9 +466,10 @@ class Averager:
         with retry.side("target"):
             seqnos = writer.write_many(self.target, self.tables, pending)
         self.records += len(pending)
-        log.info("propagate", source=plan.name, seqno=[seqnos[0], seqnos[-1]], records=len(pending),
-                 timestart=self._fmt(pending[0].timestart), timeend=self._fmt(pending[-1].timeend),
-                 sitemask=plan.context.sitemask, subsite=plan.context.subsite)
+        for seqno, rec in zip(seqnos, pending, strict=True):  # the scraper's propagate event, per record
+            log.info("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
+                     timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
+                     sitemask=plan.context.sitemask, subsite=plan.context.subsite)
         pending.clear()
 
     def _fmt(self, t: datetime | None) -> str | None:

@@ -41,6 +41,9 @@ def sv_line(e: dict[str, Any]) -> str:
         return "++" if t is None else str(t).split(" ")[-1]
 
     proceed = " PROCEED" if e.get("proceed") else ""
+    if "groups" in e:  # the averager's territory bin: start=>end, and the number of groups written
+        return (f"SV {e.get('n', '?')!s:<3} {rng[0]}=>{clock(rng[1])} {e.get('fullness', 'full')!s:<10} "
+                f"{e.get('state', '')!s:<10} ({clock(rng[0])} {clock(rng[1])}) [{e['groups']}]  ==>{proceed}")
     return (f"SV {e.get('n', '?')!s:<3} {ids!s:<8} {e.get('tcursor')} {e.get('fullness', '')!s:<10} "
             f"{e.get('state', '')!s:<10} ({clock(rng[0])} {clock(rng[1])})  ==>{proceed}")
 

@@ -294,3 +294,12 @@ def test_scraperd_status_and_logs_command_lines(tmp_path, no_supervisord):
     for cmd in ("status", "logs"):
         helptext = subprocess.run([str(SCRAPERD), cmd, "--help"], capture_output=True, text=True).stdout
         assert "example" in helptext
+
+
+def test_averager_sample_prints_as_the_manuals_replay_line():
+    from scraperd.logview import sv_line
+
+    event = {"event": "sample", "n": 1, "tcursor": "2012-02-29 15:00:00", "fullness": "full", "state": "replay",
+             "range": ["2012-02-29 15:00:00", "2012-03-01 00:00:00"], "groups": 9, "rows": 100, "proceed": True}
+    assert sv_line(event) == ("SV 1   2012-02-29 15:00:00=>00:00:00 full       replay     (15:00:00 00:00:00) [9]"
+                              "  ==> PROCEED")
