@@ -157,15 +157,16 @@ def register_sqlite_functions(dbapi_conn: sqlite3.Connection) -> None:
         dbapi_conn.create_aggregate(fname, 1, kls)
 
 
-def _sqlite_setup(engine: Engine, begin: str) -> None:
+def _sqlite_setup(engine: Engine, begin: str, readonly: bool) -> None:
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_conn: sqlite3.Connection, _rec: Any) -> None:
         # Let SQLAlchemy's BEGIN (below) own the transaction; pysqlite's own is off.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout = 60000")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
+        if not readonly:  # a reader leaves the file's journal mode to its writer
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
         register_sqlite_functions(dbapi_conn)
 
@@ -186,7 +187,7 @@ def make_engine(url: URL, *, readonly: bool = False, **kw: Any) -> Engine:
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool, **kw)
-        _sqlite_setup(engine, "BEGIN" if readonly else "BEGIN IMMEDIATE")
+        _sqlite_setup(engine, "BEGIN" if readonly else "BEGIN IMMEDIATE", readonly)
         return engine
     kw.setdefault("pool_pre_ping", True)
     kw.setdefault("pool_recycle", 3600)

@@ -391,3 +391,21 @@ def test_a_vanished_source_table_or_column_is_an_error_event_and_a_retry(make_db
             worker.join(20)
     assert not worker.is_alive()
     assert events_named(events, "shutdown")
+
+
+def test_changed_finds_aggregates_filled_as_the_manual_promises(make_db, tmp_path, monkeypatch):
+    from scraperd.regimes import adtemp
+
+    seen = []
+    original = adtemp.AdTempScraper.changed
+
+    def spying(self, sv):
+        seen.append(sv[-1].aggd)
+        return original(self, sv)
+
+    monkeypatch.setattr(adtemp.AdTempScraper, "changed", spying)
+    rows = [temp_row(i, T0 + timedelta(seconds=10 * i), [20 + (i % 3), 1, 1, 1, 1]) for i in range(1, 12)]
+    cfg, *_ = setup(make_db, tmp_path, "adtemp", {"DBNS_SAB_Temp": rows}, aggregate="avg,max",
+                    aggregate_skips="id,date_time")
+    run_section(cfg, "s", maxiter=20, catch_up=True)
+    assert seen and all(a is not None and "DBNS_SAB_Temp_PT1_avg" in a and a["count"] >= 1 for a in seen)

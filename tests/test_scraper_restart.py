@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scraperd import databases
-from tests.conftest import mysql_url, require_mysql, wait_until
+from tests.conftest import mysql_url, require_mysql
 from tests.scrapekit import run_section, target_rows, write_cfg
 from tests.sourcedata import create_source, insert_rows
 
@@ -120,10 +120,11 @@ def _faker_rows(n: int) -> list[dict]:
 
 
 @pytest.mark.slow
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kill_after=st.integers(min_value=1, max_value=40))
-def test_sigkill_anywhere_then_restart_gives_the_same_records(backend, tmp_path, kill_after):
-    """A scraper process killed with SIGKILL after some records, then restarted: same target."""
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kill_at=st.integers(min_value=1, max_value=395), flush=st.sampled_from([1, 7, 500]))
+def test_sigkill_anywhere_then_restart_gives_the_same_records(backend, tmp_path, kill_at, flush):
+    """A scraper process killed with SIGKILL at its kill_at-th sample (its uncommitted batch lost),
+    then restarted: the same target as one uninterrupted run."""
     if backend == "mysql":
         require_mysql()
     b = Backend(backend)
@@ -135,22 +136,15 @@ def test_sigkill_anywhere_then_restart_gives_the_same_records(backend, tmp_path,
         once = scrape(b, src, keys, [410])
         tgt = b.new("tgt")
         cfg = cfg_for(b.dir / f"{uuid.uuid4().hex[:6]}.cfg", src, tgt, **keys)
-        engine = databases.make_engine(tgt)
-        proc = subprocess.Popen([sys.executable, "-m", "scraperd", "-c", str(cfg), "run", "adtemp_scraper",
-                                 "--set", "maxiter=410", "--catch-up"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-        def vld_count() -> int:
-            try:
-                with engine.connect() as conn:
-                    return conn.execute(sa.text("SELECT COUNT(*) FROM DcsAdTempVld")).scalar() or 0
-            except sa.exc.DBAPIError:
-                return 0
-
-        wait_until(lambda: vld_count() >= kill_after or proc.poll() is not None, timeout=60,
-                   what=f"{kill_after} Vld rows before the kill")
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("scrape_paused.py")), str(cfg),
+                                 "adtemp_scraper", str(kill_at), str(flush)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:  # its log lines, then PAUSED: alive, frozen right after that sample
+            if line.strip() in ("PAUSED", "DONE"):
+                break
+        assert line.strip() == "PAUSED" and proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        engine.dispose()
         run_section(cfg, "adtemp_scraper", maxiter=410, catch_up=True)
         engine = databases.make_engine(tgt)
         try:

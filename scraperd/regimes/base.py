@@ -70,9 +70,10 @@ class Scraper:
     mapping of source columns with `.id`, `.date_time` (local) and `.aggd` (aggregates, or None).
     """
 
-    #: True when changed() reads sv[-1].aggd: then the aggregate query runs at every sample,
-    #: otherwise only before a propagation (the result is the same; the work is not).
-    changed_uses_aggregates: ClassVar[bool] = False
+    #: With `aggregate` configured, the aggregate query runs at every full sample, so that changed()
+    #: finds sv[-1].aggd filled, as the manual promises. A regime whose changed() never reads it sets
+    #: False: the query then runs only before a propagation (same records, far fewer queries).
+    changed_uses_aggregates: ClassVar[bool] = True
 
     def __init__(self, *, threshold: float, target_columns: Sequence[str], aggregate_count: str = "count",
                  aggregate_none: float | None = None) -> None:
@@ -92,6 +93,8 @@ class Scraper:
 
 class AggregateScraper(Scraper):
     """Generic aggregation: one payload row from sv[-1].aggd, keyed `<column>_<fn>` like the target."""
+
+    changed_uses_aggregates = False  # changed() is the base one: never changed, maxage decides
 
     def propagate(self, sv: Sequence[Any]) -> Iterable[Mapping[str, Any]]:
         aggd = sv[-1].aggd or {}
