@@ -409,3 +409,25 @@ def test_changed_finds_aggregates_filled_as_the_manual_promises(make_db, tmp_pat
                     aggregate_skips="id,date_time")
     run_section(cfg, "s", maxiter=20, catch_up=True)
     assert seen and all(a is not None and "DBNS_SAB_Temp_PT1_avg" in a and a["count"] >= 1 for a in seen)
+
+
+def test_autumn_dst_repeated_hour_is_ignored_with_warnings_and_validities_stay_utc(make_db, tmp_path):
+    zone, utc_zone = ZoneInfo("Europe/Zurich"), ZoneInfo("UTC")
+    start_utc = datetime(2011, 10, 29, 23, 0, 0)  # 01:00 CEST; at 01:00 UTC the clocks go back 03:00 -> 02:00
+    rows = []
+    for i in range(1, 25):
+        utc = start_utc + timedelta(minutes=10 * i)
+        local = utc.replace(tzinfo=utc_zone).astimezone(zone).replace(tzinfo=None)
+        rows.append(temp_row(i, local, [float(i * 2), 1, 1, 1, 1]))  # every row is a change
+    cfg, src, tgt = setup(make_db, tmp_path, "adtemp", {"DBNS_SAB_Temp": rows}, tz="Europe/Zurich", interval="1m",
+                          seed_timestart="2011-10-30 00:55:00", seed_timeend="2011-10-30 01:00:00")
+    events = run_section(cfg, "s", maxiter=40, catch_up=True)
+    # the repeated hour's rows (ids 12..17, local 02:00..02:50 CET) repeat naive local times already seen
+    assert [e["id"] for e in events_named(events, "duplicate_date_time")] == list(range(12, 18))
+    kept = [r for r in rows if r["id"] not in range(12, 18)]
+    got = [e["timestart"] for e in props(events)]
+    want = [(r["date_time"].replace(tzinfo=zone).astimezone(utc_zone)).strftime("%Y-%m-%d %H:%M:%S")
+            for r in kept[1:]]
+    assert got == want
+    # the first pass is summer time (UTC+2): local 02:00 CEST is 00:00 UTC; after it, 03:00 CET is 02:00 UTC
+    assert "2011-10-30 00:00:00" in got and "2011-10-30 02:00:00" in got

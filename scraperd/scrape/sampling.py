@@ -102,10 +102,12 @@ def resume(tcursor: datetime, sv0: SourceRow | None, offset: int) -> Sampler:
 def step(state: Sampler, row: SourceRow) -> tuple[Sampler, bool, Ignored | None]:
     """Feed one row (in date_time, id order): (new state, collected?, why it was ignored)."""
     dt = row.date_time
+    if dt is not None and dt == state.last_seen:  # named first: a twin is worth a warning wherever it falls
+        return state, False, "duplicate_date_time"
     if dt is None or dt < state.tcursor:
         return state, False, "before_tcursor"
-    if state.last_seen is not None and dt <= state.last_seen:
-        return state, False, "duplicate_date_time" if dt == state.last_seen else "already_seen"
+    if state.last_seen is not None and dt < state.last_seen:
+        return state, False, "already_seen"
     # Sampler(...) rather than dataclasses.replace(): this runs once per source row while catching up
     if state.skip > 0:
         return Sampler(state.tcursor, state.sv, state.offset, state.skip - 1, dt, state.n), False, "skipped"
