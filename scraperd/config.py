@@ -278,8 +278,10 @@ class TargetCommon(Common):
     aggregate_skips: Names = Field((), description="Source columns not aggregated, e.g. id,date_time.")
     aggregate_filter: Filter = Field(None, description="SQL condition applied to aggregated rows, "
                                      "e.g. Quality != 0.")
-    aggregate_none: OptFloat = Field(None, description="Value replacing None aggregates; unset: a scraper "
-                                     "skips a zero-sample propagation with a warning, the averager writes NULL.")
+    aggregate_none: OptFloat = Field(None, description="Value replacing None aggregates. Scraper: a zero-sample "
+                                     "range is then written with it (unset: skipped with a warning). Averager: "
+                                     "all-NULL columns get it (unset: NULL); a bin the filter empties writes no "
+                                     "record either way.")
     task: Int = Field(0, description="DBI TASK of the written records.")
     simmask: Int = Field(1, description="DBI SIMMASK of the written records (1 = data).")
     status_maxlag: Duration = Field(timedelta(hours=1), description="`scraperd status` exits 1 when the "
