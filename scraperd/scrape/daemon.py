@@ -103,6 +103,7 @@ class ScraperDaemon:
                 source.warn_bad_dates(conn, st, until, log)
         for st in tables:
             self.cursors.append(self._resume(st))
+        self._tune()  # a restart far behind catches up at once, without first sleeping `sleep` per sample
 
     def _check_filter(self, conn: sa.Connection, tables: list[source.SourceTable]) -> None:
         """Run the aggregate query once over an empty range: a bad filter fails now, as a config error."""
