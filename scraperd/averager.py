@@ -338,16 +338,11 @@ class Averager:
     def _check_filter(self, conn: sa.Connection, tables: list[source.SourceTable]) -> None:
         """Run the grouped query once over an empty range: a bad filter fails now, as a config error."""
         assert self.cols is not None
-        t0 = datetime(2000, 1, 1)
-        try:
+        t0 = source.CHECK_TIME
+        with source.filter_errors(self.loaded.file.display, self.loaded.name):
             for st in tables:
                 conn.execute(grouped_statement(st.main, self.cols, self.filter, self.dialect, t0, self.binsize_s,
                                                t0, t0, id_span=(0, 0))).all()
-        except sa.exc.DBAPIError as exc:
-            if retry.is_disconnect(exc):
-                raise
-            raise ConfigError(f"query fails: {str(exc.orig).splitlines()[0]}", file=self.loaded.file.display,
-                              section=self.loaded.name, key="aggregate_filter") from None
 
     def _plan(self, st: source.SourceTable) -> Plan:
         s, tz = self.s, self.s.source_tz

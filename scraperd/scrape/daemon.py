@@ -28,7 +28,7 @@ from scraperd import config, lifecycle, logsetup, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.tables import DbiTables, create_tables
 from scraperd.dbi.writer import Context, Record
-from scraperd.errors import ConfigError, SourceError
+from scraperd.errors import SourceError
 from scraperd.regimes.base import Regime, Scraper, Source
 from scraperd.scrape import aggregate, sampling, source
 from scraperd.scrape import target as tgt
@@ -108,15 +108,9 @@ class ScraperDaemon:
     def _check_filter(self, conn: sa.Connection, tables: list[source.SourceTable]) -> None:
         """Run the aggregate query once over an empty range: a bad filter fails now, as a config error."""
         assert self.agg is not None
-        t0 = datetime(2000, 1, 1)
-        try:
+        with source.filter_errors(self.loaded.file.display, self.loaded.name):
             for st in tables:
-                source.aggregates(conn, st, self.agg, t0, t0)
-        except sa.exc.DBAPIError as exc:
-            if retry.is_disconnect(exc):
-                raise
-            raise ConfigError(f"query fails: {str(exc.orig).splitlines()[0]}", file=self.loaded.file.display,
-                              section=self.loaded.name, key="aggregate_filter") from None
+                source.aggregates(conn, st, self.agg, source.CHECK_TIME, source.CHECK_TIME)
 
     def _resume(self, st: source.SourceTable) -> SourceCursor:
         s, tz = self.s, self.s.source_tz

@@ -7,7 +7,8 @@ Functions here take a connection and return rows; they decide nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,8 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import NoSuchTableError
 
 from scraperd.dbi.tables import END_OF_TIME
-from scraperd.errors import SourceError
+from scraperd.errors import ConfigError, SourceError
 from scraperd.regimes.base import Source
+from scraperd.retry import is_disconnect
 from scraperd.scrape import aggregate
 from scraperd.scrape.sampling import SourceRow, to_local
 
@@ -120,6 +122,22 @@ def count_bad_dates(conn: sa.Connection, st: SourceTable, until: datetime) -> tu
         sa.or_(st.date_time < EPOCH_GUARD, st.date_time.is_(None)))
     future = sa.select(sa.func.count()).select_from(st.main).where(st.date_time > until)
     return int(conn.execute(old).scalar() or 0), int(conn.execute(future).scalar() or 0)
+
+
+CHECK_TIME = datetime(2000, 1, 1)  # an empty range [CHECK_TIME, CHECK_TIME): the check reads no row
+
+
+@contextmanager
+def filter_errors(file: str, section: str) -> Iterator[None]:
+    """Around a query run once at start-up over an empty range: a failing statement (not a lost
+    connection) is the operator's aggregate_filter at fault, so it is a config error naming it."""
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if is_disconnect(exc):
+            raise
+        raise ConfigError(f"query fails: {str(exc.orig).splitlines()[0]}", file=file, section=section,
+                          key="aggregate_filter") from None
 
 
 def warn_bad_dates(conn: sa.Connection, st: SourceTable, until: datetime, log: Any) -> None:
