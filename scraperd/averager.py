@@ -26,7 +26,7 @@ clock never writes, would come back one hour later and resume one bin late.)
 
 Speed: rows never leave the database. Each territory bin is found with `date_time >= :lo AND
 date_time < :hi` on the date_time index, which also gives its span of ids, so the grouped query can
-read that stretch of the primary key in order (see grouped_statement). Up to SOURCE_WORKERS
+read that stretch of the primary key in order (see grouped_statement). Up to `workers`
 territory bins are queried at once, taken in order of time, while the main thread writes records in
 batches (dbi.writer.write_many: one transaction, SEQNOs reserved once). The work in Python is one
 dict per group; memory does not grow with the table.
@@ -43,7 +43,6 @@ It never seeds a target, and never writes anything but its own records.
 from __future__ import annotations
 
 import calendar
-import sys
 import threading
 import time
 from collections import deque
@@ -51,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -61,6 +60,7 @@ from scraperd.dbi import reader, writer
 from scraperd.dbi.tables import DbiTables, create_tables, drop_tables
 from scraperd.dbi.writer import Context, Record
 from scraperd.errors import ConfigError
+from scraperd.progress import Progress
 from scraperd.regimes.base import Regime
 from scraperd.scrape import aggregate, source
 from scraperd.scrape import target as tgt
@@ -70,11 +70,8 @@ log = logsetup.get_logger("scraperd.averager")
 
 GRID_ORIGIN = datetime(1970, 1, 1)  # naive local: every bin and territory bin is cut from this grid
 ONE_SECOND = timedelta(seconds=1)
-SOURCE_WORKERS = 2         # territory-bin queries running at once on a MySQL source (SQLite: 1)
 BATCH_RECORDS = 250        # records per write_many transaction (small: writes overlap queries) ...
 BATCH_SECONDS = 5.0        # ... or fewer, so that progress is committed at least this often
-PROGRESS_EVERY_S = 5.0     # `progress` events when stderr is not a terminal
-BAR_EVERY_S = 0.2
 
 # Result labels that no `<column>_<fn>` key can take (no aggregate function is named like these).
 BIN, FIRST, LAST, COUNT = "averager_bin", "averager_first", "averager_last", "averager_count"
@@ -190,56 +187,6 @@ def grouped_statement(table: sa.Table, cols: Columns, filter_sql: str | None, di
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Progress: a bar on a terminal, events under supervisord
-
-
-class Progress:
-    """Territory bins done of total, aggregated rows per second and the ETA."""
-
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
-        self.total, self.done, self.rows = total, 0, 0
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.t0 = self.last = time.monotonic()
-        self.drawn = False
-
-    def advance(self, rows: int) -> None:
-        self.done += 1
-        self.rows += rows
-        now = time.monotonic()
-        every = BAR_EVERY_S if self.tty else PROGRESS_EVERY_S
-        if now - self.last >= every or (self.tty and self.done == self.total):
-            self.last = now
-            self.report(now)
-
-    def _rates(self, now: float) -> tuple[float, float | None]:
-        elapsed = max(now - self.t0, 1e-9)
-        eta = (self.total - self.done) * elapsed / self.done if self.done else None
-        return self.rows / elapsed, eta
-
-    def report(self, now: float) -> None:
-        rate, eta = self._rates(now)
-        if not self.tty:
-            log.info("progress", done=self.done, total=self.total, rows_per_s=round(rate),
-                     eta_s=None if eta is None else round(eta, 1))
-            return
-        width = 30
-        filled = width * self.done // max(self.total, 1)
-        eta_text = "-:--:--" if eta is None else f"{int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}"
-        # \r before and after: a log line printed next starts at column 0 and overwrites the bar
-        self.stream.write(f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} bins"
-                          f"  {rate:,.0f} rows/s  ETA {eta_text}\r")
-        self.stream.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        if self.tty and self.drawn:
-            self.report(time.monotonic())
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-# ----------------------------------------------------------------------------------------------------------
 # The shell
 
 
@@ -274,7 +221,7 @@ class Averager:
             tgt.refuse_protected(self.target_url, loaded, "dropping the target tables", "target")
         _, self.source_engine = tgt.open_source(loaded, readonly=True)
         self.dialect = self.source_engine.dialect.name
-        self.workers = 1 if self.dialect == "sqlite" else SOURCE_WORKERS
+        self.workers = 1 if self.dialect == "sqlite" else self.s.workers
         self.dropped = False
         self.tables: DbiTables | None = None
         self.cols: Columns | None = None

@@ -333,6 +333,8 @@ class AveragerSection(TargetCommon):
                                 "(aligned on local midnight).")
     binsize: Duration = Field(timedelta(hours=1), description="Group size inside a territory bin; one "
                               "record per group.")
+    workers: Int = Field(2, ge=1, le=16, description="Territory-bin queries running at once on a MySQL source "
+                         "(SQLite: 1); lower it to spare a busy DCS replica.")
 
     @model_validator(mode="after")
     def _needs_aggregate(self) -> AveragerSection:

@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
-from scraperd import averager, cli, config, databases, dcsddl
+from scraperd import averager, cli, config, databases, dcsddl, progress
 from scraperd.dbi import spec as specmod
 from scraperd.dbi import writer
 from scraperd.dbi.tables import create_tables, tables_for
@@ -427,7 +427,7 @@ def test_sigterm_between_territory_bins_commits_the_finished_ones(make_db, tmp_p
 
 
 def test_progress_events_when_not_on_a_terminal(make_db, tmp_path, monkeypatch):
-    monkeypatch.setattr(averager, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.0)
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # as under supervisord, even with pytest -s
     src, tgt = make_db("src"), make_db("tgt")
     make_source(src)
@@ -457,7 +457,7 @@ def test_progress_bar_on_a_terminal():
             pass
 
     tty = Tty()
-    bar = averager.Progress(4, stream=tty)
+    bar = progress.Progress(4, stream=tty)
     for _ in range(4):
         bar.advance(1000)
     bar.close()
