@@ -435,11 +435,11 @@ def test_progress_events_when_not_on_a_terminal(make_db, tmp_path, monkeypatch):
     insert(src, "AD1_LidSensor", [lid_row(i, t) for i, t in enumerate(
         every(day, day + timedelta(days=3, minutes=1), timedelta(hours=1)), start=1)])
     cfg = averager_cfg(tmp_path, src, tgt)
-    progress = events_named(average(cfg, maxiter=2), "progress")
-    assert [(p["done"], p["total"]) for p in progress] == [(1, 2), (2, 2)]
-    assert progress[-1]["eta_s"] == 0 and progress[-1]["rows_per_s"] > 0
-    progress = events_named(average(cfg), "progress")
-    assert [(p["done"], p["total"]) for p in progress] == [(1, 1)]
+    seen = events_named(average(cfg, maxiter=2), "progress")
+    assert [(p["done"], p["total"]) for p in seen] == [(1, 2), (2, 2)]
+    assert seen[-1]["eta_s"] == 0 and seen[-1]["rows_per_s"] > 0
+    seen = events_named(average(cfg), "progress")
+    assert [(p["done"], p["total"]) for p in seen] == [(1, 1)]
 
 
 def test_progress_bar_on_a_terminal():
