@@ -8,6 +8,10 @@
              decisions are the same as reading row by row. While behind, propagated records are
              committed in batches (one transaction each); once caught up, every iteration commits.
              A crash loses at most an uncommitted batch, which the restart writes again.
+    order    records of all sources are committed in one order, by (sample time, source), so that
+             SEQNOs too are the same however the run was cut: a record is committed only once every
+             other source has read past its time (or has nothing more to read). A source far ahead
+             of the others waits for them instead of piling up records.
     sleep    stop.wait(sleep_s): SIGTERM ends the wait at once; the current write always finishes.
 
 This module only sleeps, handles signals, retries and logs; what to sample and when to propagate is
@@ -16,9 +20,10 @@ decided in sampling.py and the regime.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -37,8 +42,10 @@ from scraperd.scrape.source import SourceTable
 
 log = logsetup.get_logger("scraperd.scraper")
 
-FLUSH_RECORDS = 500      # commit a catch-up batch at this many records of one source ...
+FLUSH_RECORDS = 500      # commit a catch-up batch at this many pending records ...
 FLUSH_ROWS = 20_000      # ... or this many payload rows (pmthv: 192 per record)
+AHEAD_RECORDS = 2_000    # a source with this many uncommittable records waits for the others
+HEADS_EVERY_S = 1.0      # sleep tuning re-reads the source heads at most this often (real time)
 
 
 @dataclass
@@ -50,7 +57,9 @@ class SourceCursor:
     context: Context
     sampler: Sampler
     buffer: deque[SourceRow] = field(default_factory=deque)
-    pending: list[Record] = field(default_factory=list)  # propagated, not yet committed
+    index: int = 0                                        # its place in the regime: breaks ties in the order
+    pending: list[tuple[datetime, Record]] = field(default_factory=list)  # (sample time, record), uncommitted
+    idle: bool = False                                    # its last read found no row
     warned_duplicates: int = 0
 
 
@@ -74,6 +83,9 @@ class ScraperDaemon:
         self.columns_seen: dict[str, tuple[str, ...]] = {}
         self.agg: aggregate.AggregateSpec | None = None
         self.until_caught_up = until_caught_up
+        self.flush_at = FLUSH_RECORDS  # pending records that trigger a commit while behind
+        self.heads: list[datetime | None] = []  # source heads for the lag, re-read at most every HEADS_EVERY_S
+        self.heads_read_at = -HEADS_EVERY_S
         self.iterations = 0
         self.propagations = 0
         self.sleep_s = s.sleep.total_seconds()
@@ -103,6 +115,8 @@ class ScraperDaemon:
                 source.warn_bad_dates(conn, st, until, log)
         for st in tables:
             self.cursors.append(self._resume(st))
+            self.cursors[-1].index = len(self.cursors) - 1
+        self.heads_read_at = -HEADS_EVERY_S  # the cursors are new: read their heads now
         self._tune()  # a restart far behind catches up at once, without first sleeping `sleep` per sample
 
     def _check_filter(self, conn: sa.Connection, tables: list[source.SourceTable]) -> None:
@@ -154,7 +168,7 @@ class ScraperDaemon:
         s = self.s
         while not self.stop.is_set():
             if s.maxiter and self.iterations >= s.maxiter:
-                self.flush()
+                self.flush(final=True)
                 return "maxiter"
             self.iterations += 1
             collected = 0
@@ -169,11 +183,12 @@ class ScraperDaemon:
             if self.stop.is_set():
                 break
             if not collected and self.until_caught_up:
+                self.flush(final=True)
                 return "caught_up"
             wait = self.sleep_s if collected else max(self.sleep_s, s.sleep.total_seconds(), 0.05)
             if wait > 0 and not (s.maxiter and self.iterations >= s.maxiter):
                 self.stop.wait(wait)
-        self.flush()
+        self.flush(final=True)
         return lifecycle.signal_name(self.stop)
 
     def _next_row(self, cur: SourceCursor) -> SourceRow | None:
@@ -184,6 +199,7 @@ class ScraperDaemon:
                 with retry.side("source"), self.source_engine.connect() as conn:
                     rows = source.rows_from(conn, cur.table, smp.tcursor, smp.last_seen, self.s.batch_size,
                                             source.horizon(self.s.source_tz, self.s.interval))
+                cur.idle = not rows
                 if not rows:
                     return None
                 cur.buffer.extend(rows)
@@ -197,6 +213,8 @@ class ScraperDaemon:
                 return row
 
     def _iterate_source(self, cur: SourceCursor) -> bool:
+        if len(cur.pending) >= AHEAD_RECORDS:
+            return True  # far ahead of another source: let it catch up (work remains, so not idle)
         row = self._next_row(cur)
         if row is None:
             return False
@@ -250,36 +268,68 @@ class ScraperDaemon:
             log.warning("bad_row", source=cur.source.name, id=sv[-1].id, null_columns=nulls[:8],
                         action="written as NULL")
         vld = sampling.validity(sv[-1].date_time, s.interval, s.source_tz)
-        cur.pending.append(Record(vld.timestart, vld.timeend, cur.context, rows))
+        cur.pending.append((sv[-1].date_time, Record(vld.timestart, vld.timeend, cur.context, rows)))
         cur.sampler = sampling.propagated(cur.sampler, vld, s.source_tz)
         self.propagations += 1
-        if len(cur.pending) >= FLUSH_RECORDS or len(cur.pending) * len(rows) >= FLUSH_ROWS:
-            self.flush(cur)
+        pending = sum(len(c.pending) for c in self.cursors)
+        if pending >= self.flush_at:
+            self.flush()
         if self.propagations % s.tunesleepmod == 0:
             self._tune()
 
-    def flush(self, only: SourceCursor | None = None) -> None:
-        """Commit the pending records of each source (one transaction per source), then log them."""
+    def _committable(self, t: datetime, owner: SourceCursor) -> bool:
+        """No other source can still propagate a record sampled before t (it read past t, or has no row)."""
+        return all(other is owner or other.idle or (other.sampler.last_seen is not None
+                                                      and other.sampler.last_seen >= t)
+                   for other in self.cursors)
+
+    def flush(self, *, final: bool = False) -> None:
+        """Commit, in one transaction, the pending records that come next in (sample time, source) order.
+
+        final: the run ends; records not yet committable are dropped, not written out of order (the
+        next start reads them from the source again and writes them then, unchanged).
+        """
         assert self.tables is not None
-        for cur in [only] if only else self.cursors:
-            if not cur.pending:
-                continue
+        merged = heapq.merge(*[[(t, cur.index, n, cur) for n, (t, _) in enumerate(cur.pending)]
+                               for cur in self.cursors])
+        chosen: list[tuple[SourceCursor, int]] = []
+        for t, _, n, cur in merged:
+            if not self._committable(t, cur):
+                break
+            chosen.append((cur, n))
+        if chosen:
+            records = [cur.pending[n][1] for cur, n in chosen]
             with retry.side("target"):
-                seqnos = writer.write_many(self.target, self.tables, cur.pending)
-            for seqno, rec in zip(seqnos, cur.pending, strict=True):
+                seqnos = writer.write_many(self.target, self.tables, records)
+            for seqno, (cur, _), rec in zip(seqnos, chosen, records, strict=True):
                 log.info("propagate", source=cur.source.name, seqno=seqno, rows=len(rec.rows),
                          timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
                          sitemask=rec.context.sitemask, subsite=rec.context.subsite)
-            cur.pending.clear()
+            done = Counter(cur.index for cur, _ in chosen)
+            for cur in self.cursors:
+                del cur.pending[:done.get(cur.index, 0)]
+        # the next batch: this many more records (fewer when they are big: pmthv has 192 rows each)
+        per_record = max((len(c.pending[-1][1].rows) for c in self.cursors if c.pending), default=1)
+        self.flush_at = sum(len(c.pending) for c in self.cursors) + max(1, min(FLUSH_RECORDS,
+                                                                               FLUSH_ROWS // max(per_record, 1)))
+        if final:
+            left = sum(len(c.pending) for c in self.cursors)
+            if left:
+                log.info("uncommitted", records=left, action="read again from the source at the next start")
+            for cur in self.cursors:
+                cur.pending.clear()
 
     def _tune(self) -> None:
         """Lag = max over sources of (source head − tcursor), in effective heartbeats; sleep from it."""
         lags: list[timedelta] = []
-        with retry.side("source"), self.source_engine.connect() as conn:
-            for cur in self.cursors:
-                head = source.head(conn, cur.table, source.horizon(self.s.source_tz))
-                if head is not None:
-                    lags.append(head - cur.sampler.tcursor)
+        now = time.monotonic()
+        if now - self.heads_read_at >= HEADS_EVERY_S:  # catching up propagates hundreds of times a second
+            with retry.side("source"), self.source_engine.connect() as conn:
+                self.heads = [source.head(conn, cur.table, source.horizon(self.s.source_tz)) for cur in self.cursors]
+            self.heads_read_at = now
+        for cur, head in zip(self.cursors, self.heads, strict=True):
+            if head is not None:
+                lags.append(head - cur.sampler.tcursor)
         maxlag = max([timedelta(0), *lags])  # tcursor runs up to one interval past the head: that is no lag
         eff = self.effective_heartbeat.total_seconds() or 1.0
         lag_hb = maxlag.total_seconds() / eff

@@ -113,6 +113,10 @@ def row_at(conn: sa.Connection, st: SourceTable, when: datetime) -> SourceRow | 
 
 def head(conn: sa.Connection, st: SourceTable, until: datetime) -> datetime | None:
     """The source's latest date_time up to the horizon (for the lag, and the averager's last bin)."""
+    # a bare MAX() is answered from the index alone; the bounded one only when a future row exists
+    latest = conn.execute(sa.select(sa.func.max(st.date_time))).scalar()
+    if latest is None or latest <= until:
+        return latest
     return conn.execute(sa.select(sa.func.max(st.date_time)).where(st.date_time <= until)).scalar()
 
 
