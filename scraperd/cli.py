@@ -1,6 +1,7 @@
 """The `scraperd` entry point: subcommands, exit codes, one-line errors.
 
-Exit codes: 0 success or clean stop; 78 configuration error (supervisord then leaves the program
+Configuration errors print as the bare line `FILE [SECTION] KEY: message`; other errors start with
+`scraperd:`. Exit codes: 0 success or clean stop; 78 configuration error (supervisord then leaves the program
 FATAL instead of restarting it forever); 1 any other failure; argparse keeps 2 for a malformed
 command line. Errors are caught here, once, and printed as one line; the traceback goes to the
 log, or to the screen with --debug.
@@ -121,7 +122,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             s = loaded.settings
             rows.append({"section": name, "mode": s.mode, "regime": s.regime.rsplit(":", 1)[-1],
                          "source": databases.describe_text(s.source), "status": "ok", "errors": [],
-                         "target": databases.describe_text(getattr(s, "target", ""))})
+                         "target": databases.describe_text(getattr(s, "target", "") or "")})
         except ConfigError as exc:
             bad += 1
             rows.append({"section": name, "mode": cfg.sections[name].get("mode", cfg.defaults.get("mode", "scraper")),
@@ -133,7 +134,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         _table(rows, ["section", "mode", "regime", "source", "target", "status"])
         for row in rows:
             for line in row["errors"]:
-                print(f"{PROG}: {line}", file=sys.stderr)
+                print(line, file=sys.stderr)
         print(f"{len(rows)} sections, {bad} with errors ({path})")
     return EX_CONFIG if bad else 0
 
@@ -211,8 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         func = getattr(args, "func", None) or COMMANDS[args.command]
         return int(func(args))
     except ConfigError as exc:
+        # the line as the issue gives it: `scraper.cfg [adtemp_scraper] maxage: cannot parse ...`
         for line in config.error_lines(exc):
-            print(f"{PROG}: {line}", file=sys.stderr)
+            print(line, file=sys.stderr)
         return exc.exit_code
     except ScraperdError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)

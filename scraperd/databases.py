@@ -96,6 +96,10 @@ def describe(url: URL) -> str:
 
 
 def describe_text(text: str) -> str:
+    """A config value naming a database, as it may be shown: a URL without its password; a my.cnf
+    section name (or nothing) as it is."""
+    if not is_url(text):
+        return text
     try:
         return describe(make_url(text))
     except Exception:

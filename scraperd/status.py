@@ -388,7 +388,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(dbs.mask(render(doc)))
         for e in doc["sections"]:
             for line in e["errors"]:
-                print(dbs.mask(f"scraperd: {line}"), file=sys.stderr)
+                print(dbs.mask(line), file=sys.stderr)
     return exit_code(doc)
 
 

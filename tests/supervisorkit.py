@@ -70,7 +70,7 @@ def cli_main(argv: Sequence[str]) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         for line in config.error_lines(exc):
-            print(f"scraperd: {line}", file=sys.stderr)
+            print(line, file=sys.stderr)
         return exc.exit_code
     except ScraperdError as exc:
         print(f"scraperd: {exc}", file=sys.stderr)

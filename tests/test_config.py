@@ -140,7 +140,7 @@ def test_malformed_config_gives_one_exact_line_and_exit_78(tmp_path, capsys, tex
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 78
     assert len(err) == 1, err
-    assert err[0].startswith(f"scraperd: {path}")
+    assert err[0].startswith(str(path))  # the bare line, as issue 2 writes it
     assert err[0].endswith(expected), err[0]
 
 
@@ -171,7 +171,7 @@ def test_set_with_a_bad_value_names_the_override(tmp_path, capsys):
     rc = cli.main(["-c", str(path), "run", "adtemp_scraper", "--set", "maxage=soon"])
     assert rc == 78
     assert capsys.readouterr().err.strip() == \
-        "scraperd: --set maxage: cannot parse 'soon' as a duration (use 10s, 1m, 1h)"
+        "--set maxage: cannot parse 'soon' as a duration (use 10s, 1m, 1h)"
 
 
 def test_durations_accept_the_manual_forms():

@@ -355,7 +355,7 @@ def test_broken_section_goes_fatal_after_startretries_not_a_restart_storm(tmp_pa
     sv.wait_state("adtemp_scraper", "FATAL", timeout=30)
     assert "FATAL" in sv.ctl("status", "adtemp_scraper").stdout
     log = (sv.logdir / "adtemp_scraper.log").read_text()
-    line = f"scraperd: {cfg} [adtemp_scraper] maxage: cannot parse '10 minutes' as a duration (use 10s, 1m, 1h)"
+    line = f"{cfg} [adtemp_scraper] maxage: cannot parse '10 minutes' as a duration (use 10s, 1m, 1h)"
     assert log.splitlines() == [line] * 3  # the first start and two retries, then no more
     main_log = sv.log.read_text()
     assert main_log.count("exited: adtemp_scraper (exit status 78; not expected)") == 3
