@@ -78,7 +78,7 @@ def cfg_for(path: Path, src: sa.engine.URL, tgt: sa.engine.URL, **keys) -> Path:
     return write_cfg(path, {"adtemp_scraper": scraper})
 
 
-def scrape(backend: Backend, src, keys, maxiters: list[int]):
+def scrape(backend: Backend, src, keys, maxiters: list[int], table: str = "DcsAdTemp"):
     """Run the scraper into a fresh target with the given sequence of maxiter stops."""
     tgt = backend.new("tgt")
     cfg = cfg_for(backend.dir / f"{uuid.uuid4().hex[:6]}.cfg", src, tgt, **keys)
@@ -86,7 +86,7 @@ def scrape(backend: Backend, src, keys, maxiters: list[int]):
         run_section(cfg, "adtemp_scraper", maxiter=m, catch_up=True)
     engine = databases.make_engine(tgt)
     try:
-        return target_rows(engine, "DcsAdTemp")
+        return target_rows(engine, table)
     finally:
         engine.dispose()
 
@@ -193,15 +193,7 @@ def test_two_sources_restarted_anywhere_give_the_same_records_and_seqnos(backend
                 "aggregate_filter": "Quality != 0", "aggregate_none": "-1", "batch_size": 5}
 
         def lid_scrape(stops):
-            tgt = b.new("tgt")
-            cfg = cfg_for(b.dir / f"{uuid.uuid4().hex[:6]}.cfg", src, tgt, **keys)
-            for m in stops:
-                run_section(cfg, "adtemp_scraper", maxiter=m, catch_up=True)
-            engine = databases.make_engine(tgt)
-            try:
-                return target_rows(engine, "DcsAdLidSensor")
-            finally:
-                engine.dispose()
+            return scrape(b, src, keys, stops, table="DcsAdLidSensor")
 
         full = len(ad1) + len(ad2) + 2
         saved, daemon.FLUSH_RECORDS = daemon.FLUSH_RECORDS, flush  # commit batches of this many while behind
