@@ -14,7 +14,6 @@ it down, programs included:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -29,11 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from supervisor.xmlrpc import SupervisorTransport
 
-from scraperd import cli, config, logview, status, supervisor
-from scraperd.errors import ConfigError, ScraperdError
+from scraperd import cli, status
 from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,40 +38,9 @@ BIN = Path(sys.executable).parent
 SCRAPERD = BIN / "scraperd"
 
 
-def cli_wired() -> bool:
-    """True once cli.py registers gen-ini, status and logs."""
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {"gen-ini", "status", "logs"} <= set(sub.choices)
-
-
-needs_cli = pytest.mark.skipif(not cli_wired(), reason="cli.py does not register gen-ini/status/logs yet")
-
-
-def _own_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scraperd")
-    p.add_argument("-c", "--config")
-    p.add_argument("--debug", action="store_true")
-    sub = p.add_subparsers(dest="command", required=True)
-    for mod in (supervisor, status, logview):
-        mod.register(sub)
-    return p
-
-
 def cli_main(argv: Sequence[str]) -> int:
-    """`scraperd ARGV` in this process: cli.main once it is wired, else the same error handling here."""
-    if cli_wired():
-        return cli.main(list(argv))
-    args = _own_parser().parse_args(list(argv))
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        for line in config.error_lines(exc):
-            print(line, file=sys.stderr)
-        return exc.exit_code
-    except ScraperdError as exc:
-        print(f"scraperd: {exc}", file=sys.stderr)
-        return exc.exit_code
+    """`scraperd ARGV` in this process."""
+    return cli.main(list(argv))
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

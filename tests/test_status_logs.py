@@ -14,7 +14,7 @@ import pytest
 from scraperd import logview
 from tests.conftest import wait_until
 from tests.scrapekit import run_section, url_text, write_cfg
-from tests.supervisorkit import SCRAPERD, cli_main, needs_cli
+from tests.supervisorkit import SCRAPERD, cli_main
 
 ADTEMP = "scraperd.regimes.adtemp:AdTemp"
 
@@ -278,7 +278,6 @@ def test_logs_follow_reads_new_lines_across_rotation(tmp_path):
     assert "seqno=2" in seen[1]
 
 
-@needs_cli
 def test_scraperd_status_and_logs_command_lines(tmp_path, no_supervisord):
     cfg = manual_cfg(tmp_path / "scraper.cfg", f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}")
     run_section(cfg, "adtemp_faker", maxiter=10)

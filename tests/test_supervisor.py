@@ -25,7 +25,6 @@ from tests.supervisorkit import (
     SCRAPERD,
     Supervisor,
     cli_main,
-    needs_cli,
     private_supervisor,
     read_events,
 )
@@ -192,7 +191,6 @@ def test_gen_ini_names_the_mycnf_file_never_its_password(tmp_path, monkeypatch):
     assert texts and all(PASSWORD not in t and str(mycnf) in t for t in texts)
 
 
-@needs_cli
 def test_scraperd_gen_ini_command_line(tmp_path):
     cfg = small_cfg(tmp_path / "scraper.cfg")
     out = tmp_path / "conf.d"
