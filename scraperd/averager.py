@@ -1,7 +1,7 @@
 """The averager: binned historical aggregation of a regime's sources, at database speed.
 
-Each source of the regime is averaged on its own, into its own DBI context (SITEMASK/SUBSITE from
-the table name):
+Every source of the regime is averaged into its own DBI context (SITEMASK/SUBSITE from the table
+name), all of them in one pass over one grid:
 
     territory       from the bin after the context's last validity record to the start of the bin
                     holding the source's last row, so only complete bins (a later row exists) are
@@ -11,11 +11,22 @@ the table name):
                     index-only look-up of its ids), grouping the rows into `binsize` bins and
                     computing every `aggregate` function of every column not in `aggregate_skips`,
                     the count (`aggregate_count`) and min/max date_time, `aggregate_filter` in the
-                    WHERE clause. maxiter > 0 caps the territory bins of one run; SIGTERM stops
-                    between territory bins, after writing the finished ones.
+                    WHERE clause. The sources' territory bins are taken together, cell by cell of
+                    the territory grid: maxiter > 0 caps the cells of one run; SIGTERM stops
+                    between cells, after writing the finished ones.
     records         one per group: validity [min, max] date_time in UTC (one second when min = max,
                     as DBI needs start < end), VERSIONDATE = TIMESTART (averages never overlay each
                     other), one payload row keyed like the target columns: <column>_<fn>, count.
+
+Order: records are written in (bin, source) order, the source's place in the regime breaking ties
+(AD1 before AD2), as the scraper commits in (sample time, source) order. Every batch is a prefix of
+that order and every source resumes after its own last record, so SEQNOs, not only contents, are
+the same however the work was cut: maxiter, SIGTERM, a kill between batches, a lost connection.
+Each source runs to the end of its own last complete bin; one that is behind never holds the
+others back. Append runs over a growing source therefore equal one full run row for row, SEQNOs
+included, when the sources have grown alike (their last complete bins are the same at each run, as
+when the DCS writes all of them); otherwise only the SEQNO order of the bins where one source was
+ahead differs (`territory` events say where each source ends).
 
 Bins are cut from one grid of naive local time starting at 1970-01-01 00:00, so a binsize that
 divides a day falls on every local midnight (a DST day holds 23 or 25 hours), and a re-run cuts the
@@ -70,8 +81,8 @@ log = logsetup.get_logger("scraperd.averager")
 
 GRID_ORIGIN = datetime(1970, 1, 1)  # naive local: every bin and territory bin is cut from this grid
 ONE_SECOND = timedelta(seconds=1)
-BATCH_RECORDS = 250        # records per write_many transaction (small: writes overlap queries) ...
-BATCH_SECONDS = 5.0        # ... or fewer, so that progress is committed at least this often
+BATCH_RECORDS = 250        # records per write_many transaction (small: writes overlap queries); written ...
+BATCH_SECONDS = 5.0        # ... once that many are pending, or this often, after a whole cell
 
 # Result labels that no `<column>_<fn>` key can take (no aggregate function is named like these).
 BIN, FIRST, LAST, COUNT = "averager_bin", "averager_first", "averager_last", "averager_count"
@@ -176,14 +187,44 @@ def grouped_statement(table: sa.Table, cols: Columns, filter_sql: str | None, di
     dt = table.c.date_time
     q = sa.select(bin_index(dialect, dt, origin, binsize_s).label(BIN),
                   sa.func.min(dt).label(FIRST), sa.func.max(dt).label(LAST), sa.func.count().label(COUNT),
-                  *(getattr(sa.func, fn)(table.c[c]).label(key) for (c, fn), key in zip(cols.pairs, cols.keys,
-                                                                                       strict=True)))
+                  *(aggregate.call(fn, table.c[c]).label(key) for (c, fn), key in zip(cols.pairs, cols.keys,
+                                                                                        strict=True)))
     q = q.where(dt >= lo, dt < hi)
     if id_span is not None:
         q = q.where(table.c.id.between(*id_span))
     if filter_sql:
         q = q.where(sa.text(f"({filter_sql})"))  # the operator's condition, checked at start-up
     return q.group_by(sa.literal_column(BIN)).order_by(sa.literal_column(BIN))
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One source's part of one territory cell: one grouped query, one `sample` event."""
+
+    cell: datetime    # the start of the territory grid cell (local)
+    source: int       # the source's place in the regime: breaks ties in the order
+    n: int            # the territory bin's number among this source's, from 1
+    lo: datetime      # a bin start
+    hi: datetime
+
+
+def cells(bins_per_source: Sequence[Sequence[tuple[datetime, datetime]]],
+          territory: timedelta) -> list[list[Unit]]:
+    """Every source's territory bins, by cell of the territory grid (in time), sources in order within one."""
+    by_cell: dict[datetime, list[Unit]] = {}
+    for source_index, bins in enumerate(bins_per_source):
+        for n, (lo, hi) in enumerate(bins, start=1):
+            cell = bin_floor(lo, territory)
+            by_cell.setdefault(cell, []).append(Unit(cell, source_index, n, lo, hi))
+    return [by_cell[c] for c in sorted(by_cell)]
+
+
+def in_order(results: Sequence[tuple[Unit, Sequence[Mapping[Any, Any]]]],
+             binsize: timedelta) -> list[tuple[Unit, Mapping[Any, Any]]]:
+    """One cell's groups in the order they are written: by bin, then by source."""
+    keyed = [((u.lo + int(g[BIN]) * binsize, u.source), u, g) for u, groups in results for g in groups]
+    keyed.sort(key=lambda k: k[0])  # stable, and no two groups share a key
+    return [(u, g) for _, u, g in keyed]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -197,7 +238,7 @@ class Plan:
     table: source.SourceTable
     context: Context
     floor: datetime                              # rows before it are never averaged (local)
-    bins: list[tuple[datetime, datetime]]
+    bins: list[tuple[datetime, datetime]]        # its territory bins, cut at the territory grid
 
     @property
     def name(self) -> str:
@@ -227,7 +268,9 @@ class Averager:
         self.cols: Columns | None = None
         self.filter: str | None = None
         self.plans: list[Plan] = []
-        self.bins_done = 0
+        self.cells: list[list[Unit]] = []
+        self.cells_done = 0                      # over the whole run, reconnects included: maxiter counts these
+        self.bins_done = 0                       # territory bins (grouped queries) done
         self.records = 0
         self.progress: Progress | None = None
 
@@ -266,10 +309,10 @@ class Averager:
         with retry.side("target"):
             self.tables = create_tables(self.target, self.spec)
         self.plans = [self._plan(st) for st in tables]
-        total = sum(len(p.bins) for p in self.plans)
-        if s.maxiter:
-            total = min(total, max(s.maxiter - self.bins_done, 0))
-        self.progress = Progress(total)
+        self.cells = cells([p.bins for p in self.plans], s.territory)
+        if self.progress is not None:
+            self.progress.close()
+        self.progress = Progress(sum(len(c) for c in self._todo()))  # grouped queries of this run
 
     def _columns(self, spec: aggregate.AggregateSpec) -> Columns:
         cols, unused, missing = plan_columns(spec, tgt.target_columns(self.spec))
@@ -322,18 +365,53 @@ class Averager:
     # ------------------------------------------------------------------------------------------------------
     # the replay
 
-    def loop(self) -> str:
-        """Average every plan's territory; returns why it ended: done, maxiter or the signal."""
-        for plan in self.plans:
-            if self.stop.is_set():
-                return lifecycle.signal_name(self.stop)
-            reason = self._replay(plan)
-            if reason is not None:
-                return reason
-        return "done"
+    def _todo(self) -> list[list[Unit]]:
+        """The cells this run still does: all of them, or what maxiter leaves."""
+        if not self.s.maxiter:
+            return self.cells
+        return self.cells[:max(self.s.maxiter - self.cells_done, 0)]
 
-    def _remaining(self) -> int | None:
-        return max(self.s.maxiter - self.bins_done, 0) if self.s.maxiter else None
+    def loop(self) -> str:
+        """Query the cells' territory bins (a few at once, in order), write their records in batches.
+
+        Returns why it ended: done, maxiter or the signal. A cell's records are written only once all
+        of its queries are in, so a stop never leaves one source's part of a cell without the other's.
+        """
+        todo = self._todo()
+        units = iter([u for cell in todo for u in cell])
+        pending: list[tuple[Plan, Record]] = []
+        flushed_at = time.monotonic()
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="averager")
+        inflight: deque[tuple[Unit, Future[list[sa.RowMapping]]]] = deque()
+
+        def submit() -> None:
+            # two per worker: a worker has its next query while the main thread writes
+            while len(inflight) < 2 * self.workers and (u := next(units, None)) is not None:
+                inflight.append((u, pool.submit(self._query, self.plans[u.source], u.lo, u.hi)))
+
+        try:
+            submit()
+            for cell in todo:
+                if self.stop.is_set():
+                    self._flush(pending)
+                    return lifecycle.signal_name(self.stop)
+                results = []
+                for _ in cell:
+                    unit, fut = inflight.popleft()
+                    groups = fut.result()
+                    submit()
+                    self._sampled(unit, groups)
+                    results.append((unit, groups))
+                pending.extend((self.plans[u.source], self._record(self.plans[u.source], g))
+                               for u, g in in_order(results, self.s.binsize))
+                self.cells_done += 1
+                if len(pending) >= BATCH_RECORDS or time.monotonic() - flushed_at >= BATCH_SECONDS:
+                    self._flush(pending)
+                    flushed_at = time.monotonic()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._flush(pending)
+        return "maxiter" if len(todo) < len(self.cells) else "done"
 
     def _query(self, plan: Plan, lo: datetime, hi: datetime) -> list[sa.RowMapping]:
         """One territory bin's groups (run in a worker thread, on a connection of its own)."""
@@ -349,50 +427,16 @@ class Averager:
                                      id_span=(first_id, last_id))
             return list(conn.execute(stmt).mappings())
 
-    def _replay(self, plan: Plan) -> str | None:
-        """Query the plan's bins (a few at once, in order), write their records in batches."""
-        remaining = self._remaining()
-        bins = plan.bins if remaining is None else plan.bins[:remaining]
-        todo = iter(enumerate(bins, start=1))
-        pending: list[Record] = []
-        flushed_at = time.monotonic()
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="averager")
-        inflight: deque[tuple[int, tuple[datetime, datetime], Future[list[sa.RowMapping]]]] = deque()
-
-        def submit() -> None:
-            # two per worker: a worker has its next query while the main thread writes
-            while len(inflight) < 2 * self.workers and (nxt := next(todo, None)) is not None:
-                n, (lo, hi) = nxt
-                inflight.append((n, (lo, hi), pool.submit(self._query, plan, lo, hi)))
-
-        try:
-            submit()
-            while inflight:
-                if self.stop.is_set():
-                    self._flush(plan, pending)
-                    return lifecycle.signal_name(self.stop)
-                n, (lo, hi), fut = inflight.popleft()
-                groups = fut.result()
-                submit()
-                records = [self._record(plan, g) for g in groups]
-                rows = sum(int(g[COUNT]) for g in groups)
-                self.bins_done += 1
-                if self.s.log_samples:
-                    log.info("sample", source=plan.name, n=n, tcursor=self._fmt(lo), fullness="full",
-                             range=[self._fmt(lo), self._fmt(hi)], groups=len(records), rows=rows,
-                             state="replay", proceed=bool(records))
-                pending.extend(records)
-                if len(pending) >= BATCH_RECORDS or time.monotonic() - flushed_at >= BATCH_SECONDS:
-                    self._flush(plan, pending)
-                    flushed_at = time.monotonic()
-                assert self.progress is not None
-                self.progress.advance(rows)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        self._flush(plan, pending)
-        if remaining is not None and len(plan.bins) > remaining:
-            return "maxiter"
-        return None
+    def _sampled(self, unit: Unit, groups: Sequence[Mapping[Any, Any]]) -> None:
+        """The manual's SV line for one territory bin, and the progress."""
+        rows = sum(int(g[COUNT]) for g in groups)
+        self.bins_done += 1
+        if self.s.log_samples:
+            log.info("sample", source=self.plans[unit.source].name, n=unit.n, tcursor=self._fmt(unit.lo),
+                     fullness="full", range=[self._fmt(unit.lo), self._fmt(unit.hi)], groups=len(groups),
+                     rows=rows, state="replay", proceed=bool(groups))
+        assert self.progress is not None
+        self.progress.advance(rows)
 
     def _record(self, plan: Plan, group: Mapping[Any, Any]) -> Record:
         assert self.cols is not None
@@ -400,19 +444,19 @@ class Averager:
         # the averager's records never overlap, so none overlays another: VERSIONDATE is TIMESTART
         return Record(start, end, plan.context, [payload(group, self.cols)], versiondate=start)
 
-    def _flush(self, plan: Plan, pending: list[Record]) -> None:
-        """Write the pending records in one transaction (and forget them)."""
-        if not pending:
-            return
+    def _flush(self, pending: list[tuple[Plan, Record]]) -> None:
+        """Write the pending records in their order, BATCH_RECORDS per transaction (and forget them)."""
         assert self.tables is not None
-        with retry.side("target"):
-            seqnos = writer.write_many(self.target, self.tables, pending)
-        self.records += len(pending)
-        for seqno, rec in zip(seqnos, pending, strict=True):  # the scraper's propagate event, per record
-            log.info("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
-                     timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
-                     sitemask=plan.context.sitemask, subsite=plan.context.subsite)
-        pending.clear()
+        while pending:
+            batch = pending[:BATCH_RECORDS]
+            with retry.side("target"):
+                seqnos = writer.write_many(self.target, self.tables, [rec for _, rec in batch])
+            del pending[:len(batch)]
+            self.records += len(batch)
+            for seqno, (plan, rec) in zip(seqnos, batch, strict=True):  # the scraper's propagate event
+                log.info("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
+                         timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
+                         sitemask=plan.context.sitemask, subsite=plan.context.subsite)
 
     def _fmt(self, t: datetime | None) -> str | None:
         return t.strftime(self.s.timeformat) if t is not None else None
@@ -425,9 +469,9 @@ class Averager:
 
 
 def run(loaded: config.Loaded, drop_target: bool = False, stop: threading.Event | None = None) -> int:
-    """Average a section's complete bins (at most maxiter territory bins), then exit 0.
+    """Average a section's complete bins (at most maxiter cells of the territory grid), then exit 0.
 
-    SIGTERM stops between territory bins, after writing the finished ones. Configuration errors
+    SIGTERM stops between cells, after writing the finished ones. Configuration errors
     raise ConfigError (exit 78), --drop-target on offline_db among them.
     """
     stop = stop or threading.Event()
@@ -435,6 +479,6 @@ def run(loaded: config.Loaded, drop_target: bool = False, stop: threading.Event 
     t0 = time.monotonic()
     with lifecycle.stopping_on_signals(stop):
         reason = lifecycle.run_until_stopped(averager, stop, loaded.settings.reconnect_max_wait)
-    log.info("shutdown", reason=reason, bins=averager.bins_done, records=averager.records,
-             elapsed_s=round(time.monotonic() - t0, 1))
+    log.info("shutdown", reason=reason, bins=averager.bins_done, cells=averager.cells_done,
+             records=averager.records, elapsed_s=round(time.monotonic() - t0, 1))
     return 0

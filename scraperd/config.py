@@ -335,6 +335,8 @@ class AveragerSection(TargetCommon):
                               "record per group.")
     workers: Int = Field(2, ge=1, le=16, description="Territory-bin queries running at once on a MySQL source "
                          "(SQLite: 1); lower it to spare a busy DCS replica.")
+    maxiter: Int = Field(0, ge=0, description="Territory-grid cells to average in one run (each is one "
+                         "territory bin of every source), 0 for all complete bins.")
 
     @model_validator(mode="after")
     def _needs_aggregate(self) -> AveragerSection:

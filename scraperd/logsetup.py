@@ -16,7 +16,9 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
     warning-level events name the condition: aggregate_empty, aggregate_mismatch, bad_row,
                   duplicate_date_time, empty_record; error level: source_error (then a db_retry)
 
-The averager's `sample` (one per territory bin) has n, range, groups, rows, state "replay", proceed.
+The averager's `sample` (one per territory bin of a source) has n, range, groups, rows, state
+"replay", proceed; its `shutdown` has bins (grouped queries), cells (of the territory grid: one
+territory bin of every source) and records.
 
 Every event carries `section` (bound at start-up) and `event`. Values are fields, never formatted
 into the message. Passwords never reach a log: databases are named with databases.describe().

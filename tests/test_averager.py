@@ -11,6 +11,7 @@ import io
 import os
 import signal
 import statistics
+import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -294,29 +295,120 @@ def test_keys_the_target_lacks_are_not_computed_and_its_unfilled_columns_are_nul
     assert pay["Temp_LS_min"] is None and pay["count"] == 6
 
 
+def two_sources(day: datetime, days: int = 4, ad2_days: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """AD1 every 7 minutes, AD2 every 11 (from 2 past): their bins hold different rows and counts."""
+    ad2_end = day + timedelta(days=days if ad2_days is None else ad2_days)
+    return {"AD1_LidSensor": [lid_row(i, t, quality=0 if i % 3 == 0 else 1) for i, t in
+                              enumerate(every(day, day + timedelta(days=days), timedelta(minutes=7)), start=1)],
+            "AD2_LidSensor": [lid_row(i, t, quality=0 if i % 5 == 0 else 1) for i, t in
+                              enumerate(every(day + timedelta(minutes=2), ad2_end, timedelta(minutes=11)), start=1)]}
+
+
+def assert_bin_source_order(engine: sa.Engine) -> None:
+    """SEQNOs follow (bin, source): AD1 before AD2 within an hour, every hour before the next."""
+    t = tables_for(specmod.find_spec("DcsAdLidSensor"))
+    with engine.connect() as conn:
+        vld = conn.execute(sa.select(t.vld.c.TIMESTART, t.vld.c.SUBSITE).order_by(t.vld.c.SEQNO)).all()
+    keys = [(ts.replace(minute=0, second=0), subsite) for ts, subsite in vld]  # Shanghai: whole hours from UTC
+    assert keys == sorted(keys) and {k[1] for k in keys} == {1, 2}
+
+
 def test_append_runs_equal_one_full_run(make_db, tmp_path):
+    # both sources grow between the runs, and some runs stop after one territory bin (maxiter=1)
     src, full, appended = make_db("src"), make_db("full"), make_db("appended")
     make_source(src)
     day = datetime(2011, 2, 1)
-    rows = [lid_row(i, t, quality=0 if i % 3 == 0 else 1)
-            for i, t in enumerate(every(day, day + timedelta(days=4), timedelta(minutes=7)), start=1)]
+    rows = two_sources(day)
     cfg_full = averager_cfg(tmp_path, src, full, name="full.cfg")
     cfg_app = averager_cfg(tmp_path, src, appended, name="appended.cfg")
-    # the source grows in chunks that end inside bins; after each chunk the averager appends
-    cuts = [0, 200, 371, 555, len(rows)]
-    for lo, hi in zip(cuts, cuts[1:], strict=False):
-        insert(src, "AD1_LidSensor", rows[lo:hi])
-        if hi == 555:  # one territory bin per run until there is nothing left
+    # the sources grow in chunks that end inside bins; after each chunk the averager appends
+    cuts = [day, day + timedelta(hours=5, minutes=35), day + timedelta(days=1, hours=13, minutes=40),
+            day + timedelta(days=3, hours=2, minutes=45), day + timedelta(days=5)]
+    for n, (lo, hi) in enumerate(zip(cuts, cuts[1:], strict=False)):
+        for table, table_rows in rows.items():
+            insert(src, table, [r for r in table_rows if lo <= r["date_time"] < hi])
+        if n == 2:  # one cell (a territory bin of each source) per run until there is nothing left
             for _ in range(5):
                 events = average(cfg_app, maxiter=1)
                 if events[-1]["reason"] == "done":
                     break
-                assert events[-1]["reason"] == "maxiter" and len(events_named(events, "sample")) == 1
+                assert events[-1]["reason"] == "maxiter"
+                assert sorted(e["source"] for e in events_named(events, "sample")) == [
+                    "AD1_LidSensor", "AD2_LidSensor"]
         else:
             average(cfg_app)
     average(cfg_full)
     assert target_rows(appended.engine, "DcsAdLidSensor") == target_rows(full.engine, "DcsAdLidSensor")
-    assert_same(written(full.engine), expected(rows))
+    assert_same(written(full.engine, AD1), expected(rows["AD1_LidSensor"]))
+    assert_same(written(full.engine, AD2), expected(rows["AD2_LidSensor"]))
+    assert_bin_source_order(full.engine)
+
+
+@pytest.mark.parametrize("territory", ["1d", "5h"])
+def test_runs_cut_anywhere_equal_one_full_run_when_one_source_ends_early(make_db, tmp_path, territory):
+    # AD2 stops a day and a half early: AD1 goes on to its own last complete bin, not held back,
+    # and runs cut after every cell write exactly what one run writes
+    src, full, cut = make_db("src"), make_db("full"), make_db("cut")
+    make_source(src)
+    day = datetime(2011, 2, 1)
+    rows = two_sources(day, days=3, ad2_days=2)
+    rows["AD2_LidSensor"] = [r for r in rows["AD2_LidSensor"] if r["date_time"] < day + timedelta(days=1, hours=13)]
+    for table, table_rows in rows.items():
+        insert(src, table, table_rows)
+    average(averager_cfg(tmp_path, src, full, name="full.cfg", territory=territory))
+    cfg_cut = averager_cfg(tmp_path, src, cut, name="cut.cfg", territory=territory)
+    runs = 1
+    while (events := average(cfg_cut, maxiter=1))[-1]["reason"] == "maxiter":
+        runs += 1
+        assert events[-1]["cells"] == 1 and runs < 40
+    assert runs == {"1d": 3, "5h": 15}[territory]  # one run per cell: 71 complete hours of AD1
+    assert target_rows(cut.engine, "DcsAdLidSensor") == target_rows(full.engine, "DcsAdLidSensor")
+    assert_same(written(full.engine, AD1), expected(rows["AD1_LidSensor"]))
+    assert_same(written(full.engine, AD2), expected(rows["AD2_LidSensor"]))
+    assert_bin_source_order(full.engine)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_after", [1, 4])
+def test_sigkill_between_batches_then_restart_equals_one_full_run(make_db, tmp_path, kill_after):
+    src, full, killed = make_db("src"), make_db("full"), make_db("killed")
+    make_source(src)
+    rows = two_sources(datetime(2011, 2, 1), days=3)
+    for table, table_rows in rows.items():
+        insert(src, table, table_rows)
+    average(averager_cfg(tmp_path, src, full, name="full.cfg"))
+    cfg = averager_cfg(tmp_path, src, killed, name="killed.cfg")
+    # batches of 7 records: a batch ends inside a cell, and inside an hour between AD1 and AD2
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("average_paused.py")), str(cfg),
+                             SECTION, str(kill_after), "7"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line == "PAUSED" and proc.poll() is None, line
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    vld, _ = target_rows(killed.engine, "DcsAdLidSensor")
+    assert len(vld) == 7 * kill_after, "only the committed batches are there"
+    events = average(cfg)
+    [start_ad1, start_ad2] = events_named(events, "startup")
+    assert start_ad1["seqno"] is not None and start_ad2["seqno"] is not None
+    assert target_rows(killed.engine, "DcsAdLidSensor") == target_rows(full.engine, "DcsAdLidSensor")
+
+
+def test_cells_take_every_sources_territory_bins_together():
+    d = datetime(2011, 2, 1)
+    day = timedelta(days=1)
+    ad1 = [(d + timedelta(hours=5), d + day), (d + day, d + 2 * day), (d + 2 * day, d + 2 * day + timedelta(hours=3))]
+    ad2 = [(d - day, d), (d, d + day)]
+    got = [[(u.cell, u.source, u.n, u.lo, u.hi) for u in cell] for cell in averager.cells([ad1, ad2], day)]
+    assert got == [[(d - day, 1, 1, d - day, d)],
+                   [(d, 0, 1, d + timedelta(hours=5), d + day), (d, 1, 2, d, d + day)],
+                   [(d + day, 0, 2, d + day, d + 2 * day)],
+                   [(d + 2 * day, 0, 3, d + 2 * day, d + 2 * day + timedelta(hours=3))]]
+    # one cell's groups in (bin, source) order; a bin index counts from its query's own lo
+    u1, u2 = averager.Unit(d, 0, 1, d + timedelta(hours=5), d + day), averager.Unit(d, 1, 2, d, d + day)
+    g = [{averager.BIN: b, "tag": (s, b)} for s, b in [(0, 0), (0, 2), (1, 3), (1, 5), (1, 9)]]
+    ordered = averager.in_order([(u1, g[:2]), (u2, g[2:])], HOUR)
+    assert [x["tag"] for _, x in ordered] == [(1, 3), (0, 0), (1, 5), (0, 2), (1, 9)]
 
 
 def test_bins_follow_local_midnight_and_validities_are_utc(make_db, tmp_path):

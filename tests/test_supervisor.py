@@ -344,8 +344,10 @@ def test_fleet_runs_under_supervisord_and_stops_cleanly(make_db, backend, tmp_pa
 def test_broken_section_goes_fatal_after_startretries_not_a_restart_storm(tmp_path, sv: Supervisor):
     cfg = tmp_path / "scraper.cfg"
     section = {"mode": "scraper", "regime": ADTEMP, "target": f"sqlite:///{tmp_path / 't.db'}",
-               "supervisor_startsecs": "1", "supervisor_startretries": "2", **SEED}
-    # a broken section: gen-ini writes its program anyway, which exits 78 at once, each start
+               "supervisor_startsecs": "10", "supervisor_startretries": "2", **SEED}
+    # a broken section: gen-ini writes its program anyway, which exits 78 at once, each start.
+    # (startsecs well above a start-up: on a loaded machine a process that took over startsecs to
+    # exit would count as started, and supervisord would begin its retries anew)
     write_cfg(cfg, {"adtemp_scraper": {**section, "maxage": "10 minutes"}},
               defaults={"source": f"sqlite:///{tmp_path / 's.db'}"})
     assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "-o", str(sv.conf_d), "--logdir", str(sv.logdir)]) == 0

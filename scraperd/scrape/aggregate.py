@@ -4,7 +4,9 @@
 over sv[0].date_time <= date_time < sv[-1].date_time (all rows, whatever the offset), with the
 operator's `aggregate_filter` added; the sample count is `aggregate_count` (default `count`).
 Results are keyed `<column>_<fn>`. `std` is the population standard deviation (MySQL STD; SQLite
-gets the same function registered in databases.py).
+gets the same function registered in databases.py). Statistics (avg, std, variance, ...) are taken
+over the column as a double: MySQL would round those of an int column to 4 decimals and those of a
+decimal(6,2) one to 6; min, max and sum keep the column's own type.
 
 This module builds statements and shapes results; it executes nothing.
 """
@@ -67,10 +69,20 @@ def _strip_literals(sql: str) -> str:
     return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\b\d+(?:\.\d+)?\b", " ", sql)
 
 
+STATISTICS = frozenset({"avg", "std", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp"})
+
+
+def call(fn: str, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """fn(column) in SQL; a statistic is taken over column * 1e0, a DOUBLE on every backend."""
+    if fn.lower() not in STATISTICS:
+        return getattr(sa.func, fn)(column)  # type: ignore[no-any-return]
+    as_double = sa.type_coerce(column, sa.Float) * sa.literal_column("1e0", sa.Float)
+    return sa.type_coerce(getattr(sa.func, fn)(as_double), sa.Float)
+
+
 def statement(table: sa.Table, spec: AggregateSpec, lo: datetime, hi: datetime) -> sa.Select[Any]:
     """One query: every fn(column) and the count over lo <= date_time < hi (and the filter)."""
-    cols: list[Any] = [getattr(sa.func, fn)(table.c[c]).label(f"{c}_{fn}")
-                       for c in spec.columns for fn in spec.functions]
+    cols: list[Any] = [call(fn, table.c[c]).label(f"{c}_{fn}") for c in spec.columns for fn in spec.functions]
     cols.append(sa.func.count().label(spec.count_key))
     q = sa.select(*cols).where(table.c.date_time >= lo, table.c.date_time < hi)
     if spec.filter:
