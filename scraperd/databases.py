@@ -18,12 +18,36 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Engine, make_url
 
 from scraperd.errors import ConfigError
 
 MYCNF_ENV = "SCRAPERD_MYCNF"
 MYCNF_KEYS = {"host", "port", "user", "password", "database", "socket"}
+
+# SQLite keeps a DATETIME as text. We write and bind it in whole seconds, as MySQL shows it
+# ('2011-02-01 00:00:00'), not with SQLAlchemy's default '.000000': a time written by hand, by
+# sqlite3 or by this code then reads the same. A time stored with '.000000' by another tool sorts
+# just after the same time without: every source comparison is a half-open range (>= a, < b), which
+# holds for both (see scrape/source.py).
+SQLITE_DATETIME = sqlite_dialect.DATETIME(
+    storage_format="%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d")
+
+
+def datetime_type() -> sa.types.TypeEngine[Any]:
+    """DATETIME: the server's own on MySQL, whole-second text on SQLite."""
+    return sa.DateTime().with_variant(SQLITE_DATETIME, "sqlite")
+
+
+def reflecting(metadata: sa.MetaData) -> sa.MetaData:
+    """metadata whose reflected SQLite DATETIME columns read and bind as SQLITE_DATETIME."""
+    def _column(inspector: Any, _table: Any, column: dict[str, Any]) -> None:
+        if inspector.dialect.name == "sqlite" and isinstance(column["type"], sa.DateTime):
+            column["type"] = SQLITE_DATETIME
+
+    sa.event.listen(metadata, "column_reflect", _column)
+    return metadata
 
 
 def mycnf_path() -> Path:

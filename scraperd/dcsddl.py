@@ -35,7 +35,7 @@ def _type(name: str, args: str | None, rest: str) -> sa.types.TypeEngine:  # typ
     if n in ("float", "double", "real"):
         return sa.Float()
     if n in ("datetime", "timestamp"):
-        return sa.DateTime()
+        return databases.datetime_type()
     if n == "date":
         return sa.Date()
     if n in ("varchar", "char"):

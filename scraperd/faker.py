@@ -55,7 +55,7 @@ class FakerDaemon:
             created = dcsddl.create_missing(self.engine, self.ddl, self.table_names)
             if created:
                 log.info("faker_created", tables=created)
-            md = sa.MetaData()
+            md = databases.reflecting(sa.MetaData())
             with self.engine.connect() as conn:
                 self.tables = [sa.Table(n, md, autoload_with=conn) for n in self.table_names]
                 for t in self.tables:  # random_walk continues from the last row, so restarts change nothing

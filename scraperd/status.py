@@ -7,7 +7,7 @@ context how far the target is behind its source.
 Per context of a scraper or averager: the last validity record (dbi.reader.last_validity, the one a
 restart resumes from), the source head (latest date_time, local), the lag = head − tcursor with
 tcursor = TIMEEND in source local time, that lag in effective heartbeats (heartbeat × (offset+1)),
-and the Vld rows inserted in the last hour. Fakers show their state and source head only.
+and the Vld rows inserted in the last hour (not the seed). Fakers show their state and source head only.
 supervisord is asked over its unix socket (named in deploy/supervisord.conf); when it does not
 answer the state is "-".
 
@@ -170,20 +170,28 @@ def _fmt(t: datetime | None) -> str | None:
     return t.strftime(TIME) if t is not None else None
 
 
-def recent_select(tables: DbiTables, ctx: Context, since: datetime) -> sa.Select[Any]:
-    """Count of this exact context's Vld rows inserted at or after `since` (naive UTC)."""
+def recent_select(tables: DbiTables, ctx: Context, since: datetime,
+                  seed: tuple[datetime, datetime] | None = None) -> sa.Select[Any]:
+    """Count of this exact context's Vld rows inserted at or after `since` (naive UTC), the seed not counted."""
     v = tables.vld.c
-    return (sa.select(sa.func.count()).select_from(tables.vld)
-            .where(v.SITEMASK == ctx.sitemask, v.SIMMASK == ctx.simmask, v.SUBSITE == ctx.subsite,
-                   v.TASK == ctx.task, sa.func.coalesce(v.AGGREGATENO, -1) == ctx.aggregateno,
-                   v.INSERTDATE >= since))
+    q = (sa.select(sa.func.count()).select_from(tables.vld)
+         .where(v.SITEMASK == ctx.sitemask, v.SIMMASK == ctx.simmask, v.SUBSITE == ctx.subsite,
+                v.TASK == ctx.task, sa.func.coalesce(v.AGGREGATENO, -1) == ctx.aggregateno,
+                v.INSERTDATE >= since))
+    if seed is not None:
+        q = q.where(sa.not_(sa.and_(v.TIMESTART == seed[0], v.TIMEEND == seed[1])))
+    return q
+
+
+def _seed_validity(s: config.TargetCommon) -> tuple[datetime, datetime] | None:
+    """The seed record's validity (UTC) when the section seeds an empty target."""
+    if not (s.seed_target_tables and s.seed_timestart and s.seed_timeend):
+        return None
+    return sampling.to_utc(s.seed_timestart, s.source_tz), sampling.to_utc(s.seed_timeend, s.source_tz)
 
 
 def _is_seed(s: config.TargetCommon, last: reader.VldRow) -> bool:
-    if not (s.seed_target_tables and s.seed_timestart and s.seed_timeend):
-        return False
-    return (last.timestart == sampling.to_utc(s.seed_timestart, s.source_tz)
-            and last.timeend == sampling.to_utc(s.seed_timeend, s.source_tz))
+    return _seed_validity(s) == (last.timestart, last.timeend)
 
 
 def _heads(dbs: Databases, loaded: config.Loaded,
@@ -243,7 +251,8 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
             try:
                 with target.connect() as conn:
                     last = reader.last_validity(conn, tables, ctx, timefloor=floor)
-                    row["propagations_1h"] = int(conn.execute(recent_select(tables, ctx, now - RECENT)).scalar()
+                    row["propagations_1h"] = int(conn.execute(recent_select(tables, ctx, now - RECENT,
+                                                                              _seed_validity(s))).scalar()
                                                  or 0)
             except sa.exc.SQLAlchemyError as exc:
                 error = exc
@@ -399,7 +408,7 @@ examples:
 
 LAG is head − tcursor (tcursor = TIMEEND of the last record, in source local time); HB is that lag
 in effective heartbeats, heartbeat × (offset+1); PROP/1H counts the Vld rows inserted in the last
-hour. STATE is supervisord's ("-" when it does not answer, "absent" when it has no such program).
+hour (a seed record not among them). STATE is supervisord's ("-" when it does not answer, "absent" when it has no such program).
 Exit 1 when a scraper lags more than its status_maxlag or cannot be read, 78 on a broken section.
 
 config keys read: source, target, kls, source_tz, timefloor, heartbeat, offset, status_maxlag,

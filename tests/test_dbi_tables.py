@@ -208,7 +208,7 @@ def test_ddl_for_mysql_has_dbi_keys_innodb_and_comments() -> None:
     assert "CREATE INDEX `TIMEEND` ON `DcsPmtHvVld` (`TIMEEND`);" in text
     assert text.count("ENGINE=InnoDB") == 3
     assert ddl(find_spec("DcsPmtHv"), "mariadb").count("ENGINE=InnoDB") == 3
-    assert "voltage NUMERIC(6, 2) COMMENT 'HV read-back voltage in V'" in text
+    assert "voltage DECIMAL(6, 2) COMMENT 'HV read-back voltage in V'" in text  # the spec's spelling
     assert "INSERT IGNORE INTO `LOCALSEQNO` (`TABLENAME`, `LASTUSEDSEQNO`) VALUES ('*', 0);" in text
     assert "AUTO_INCREMENT" not in text.upper()
 

@@ -263,7 +263,7 @@ def vld_count(engine: sa.Engine, table: str) -> int:
     try:
         with engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(t.vld)).scalar() or 0)
-    except sa.exc.OperationalError:  # tables not created yet
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # tables not created yet (SQLite; MySQL 1146)
         return 0
 
 

@@ -14,7 +14,7 @@ record (Vld row, payload rows, LOCALSEQNO) is written in one transaction; and no
 because SEQNO and ROW_COUNTER are always written explicitly (DBI never relied on it either).
 
 Times are naive datetimes holding UTC at second precision (DATETIME without fractional seconds on
-MySQL). Decimal columns come back as Python floats, so that regime arithmetic never mixes Decimal
+MySQL, 'YYYY-MM-DD HH:MM:SS' text on SQLite). Decimal columns come back as Python floats, so that regime arithmetic never mixes Decimal
 and float.
 
 This module creates and drops tables; it writes no records (writer.py) and answers no queries
@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
+from scraperd import databases
 from scraperd.dbi.spec import DbType, Spec
 from scraperd.errors import ConfigError, DataError, ScraperdError
 
@@ -68,8 +69,9 @@ _TYPES: dict[str, Callable[[DbType], Any]] = {
     "bigint": _int_type(sa.BigInteger, mysql.BIGINT),
     "float": lambda t: sa.Float().with_variant(mysql.FLOAT(), *MYSQL_DIALECTS),
     "double": lambda t: sa.Double().with_variant(mysql.DOUBLE(), *MYSQL_DIALECTS),
-    "decimal": lambda t: sa.Numeric(t.args[0], t.args[1] if len(t.args) > 1 else 0, asdecimal=False),
-    "datetime": lambda t: sa.DateTime(),
+    "decimal": lambda t: sa.Numeric(t.args[0], t.args[1] if len(t.args) > 1 else 0, asdecimal=False).with_variant(
+        mysql.DECIMAL(t.args[0], t.args[1] if len(t.args) > 1 else 0, asdecimal=False), *MYSQL_DIALECTS),
+    "datetime": lambda t: databases.datetime_type(),
     "char": lambda t: sa.CHAR(t.args[0]),
     "varchar": lambda t: sa.String(t.args[0]),
     "text": lambda t: sa.Text(),
@@ -182,15 +184,15 @@ def _vld(metadata: sa.MetaData, name: str) -> sa.Table:
     vld = sa.Table(
         f"{name}Vld", metadata,
         sa.Column("SEQNO", sa.Integer(), primary_key=True, autoincrement=False, nullable=False),
-        sa.Column("TIMESTART", sa.DateTime(), nullable=False),
-        sa.Column("TIMEEND", sa.DateTime(), nullable=False),
+        sa.Column("TIMESTART", databases.datetime_type(), nullable=False),
+        sa.Column("TIMEEND", databases.datetime_type(), nullable=False),
         sa.Column("SITEMASK", _tinyint()),
         sa.Column("SIMMASK", _tinyint()),
         sa.Column("SUBSITE", sa.Integer()),
         sa.Column("TASK", sa.Integer()),
         sa.Column("AGGREGATENO", sa.Integer()),
-        sa.Column("VERSIONDATE", sa.DateTime(), nullable=False),
-        sa.Column("INSERTDATE", sa.DateTime(), nullable=False),
+        sa.Column("VERSIONDATE", databases.datetime_type(), nullable=False),
+        sa.Column("INSERTDATE", databases.datetime_type(), nullable=False),
         **_MYSQL_TABLE_KW,
     )
     for col in VLD_INDEXED:

@@ -3,6 +3,10 @@
 Source tables are reflected (no hand-written source schema). A regime's source is one table or
 tables joined on `id`; colliding columns of joined tables get a prefix (P_id, P_L1C1R1, ...).
 Functions here take a connection and return rows; they decide nothing.
+
+Every date_time condition is a half-open range (>= a, < b), DCS times being whole seconds. On
+SQLite, where a DATETIME is text, that compares right whether a time was stored as
+'2011-02-01 00:00:00' (sqlite3, by hand, this code) or with '.000000' (SQLAlchemy's default).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.exc import NoSuchTableError
 
+from scraperd import databases
 from scraperd.dbi.tables import END_OF_TIME
 from scraperd.errors import ConfigError, SourceError
 from scraperd.regimes.base import Source
@@ -24,6 +29,7 @@ from scraperd.retry import is_disconnect
 from scraperd.scrape import aggregate
 from scraperd.scrape.sampling import SourceRow, to_local
 
+SECOND = timedelta(seconds=1)  # DCS times are whole seconds: `<= t` is written `< t + SECOND`, `> t` `>= t + SECOND`
 EPOCH_GUARD = datetime(1971, 1, 1)  # zero dates and 1970 stamps of a resetting DCS sort below this
 FUTURE_TOLERANCE = timedelta(days=1)  # a DCS clock ahead by less than this is still believed
 
@@ -69,7 +75,7 @@ class SourceTable:
 
 def reflect(conn: sa.Connection, source: Source) -> SourceTable:
     """Reflect the source's tables; SourceError when one is missing or lacks id/date_time."""
-    md = sa.MetaData()
+    md = databases.reflecting(sa.MetaData())
     tables = []
     for name in source.tables:
         try:
@@ -97,16 +103,16 @@ def _rows(result: sa.CursorResult[Any], names: Sequence[str]) -> list[SourceRow]
 def rows_from(conn: sa.Connection, st: SourceTable, tcursor: datetime, after: datetime | None,
               limit: int, until: datetime) -> list[SourceRow]:
     """Up to `limit` rows with tcursor <= date_time <= until (and > after), in (date_time, id) order."""
-    q = st.select().where(st.date_time >= tcursor, st.date_time <= until)
+    q = st.select().where(st.date_time >= tcursor, st.date_time < until + SECOND)
     if after is not None:
-        q = q.where(st.date_time > after)
+        q = q.where(st.date_time >= after + SECOND)
     q = q.order_by(st.date_time, st.id).limit(limit)
     return _rows(conn.execute(q), st.names)
 
 
 def row_at(conn: sa.Connection, st: SourceTable, when: datetime) -> SourceRow | None:
     """The first row (by id) whose date_time is exactly `when`: sv[0] restored at start-up."""
-    q = st.select().where(st.date_time == when).order_by(st.id).limit(1)
+    q = st.select().where(st.date_time >= when, st.date_time < when + SECOND).order_by(st.id).limit(1)
     rows = _rows(conn.execute(q), st.names)
     return rows[0] if rows else None
 
@@ -117,14 +123,14 @@ def head(conn: sa.Connection, st: SourceTable, until: datetime) -> datetime | No
     latest = conn.execute(sa.select(sa.func.max(st.date_time))).scalar()
     if latest is None or latest <= until:
         return latest
-    return conn.execute(sa.select(sa.func.max(st.date_time)).where(st.date_time <= until)).scalar()
+    return conn.execute(sa.select(sa.func.max(st.date_time)).where(st.date_time < until + SECOND)).scalar()
 
 
 def count_bad_dates(conn: sa.Connection, st: SourceTable, until: datetime) -> tuple[int, int]:
     """(rows with zero, 1970 or NULL date_time, rows dated after `until`): reported once at start-up."""
     old = sa.select(sa.func.count()).select_from(st.main).where(
         sa.or_(st.date_time < EPOCH_GUARD, st.date_time.is_(None)))
-    future = sa.select(sa.func.count()).select_from(st.main).where(st.date_time > until)
+    future = sa.select(sa.func.count()).select_from(st.main).where(st.date_time >= until + SECOND)
     return int(conn.execute(old).scalar() or 0), int(conn.execute(future).scalar() or 0)
 
 
