@@ -27,7 +27,7 @@ import json, sys
 print(" ".join(r["section"] for r in json.load(sys.stdin)["sections"] if r["mode"] == sys.argv[1]))' "$1"
 }
 
-# Data flows now: every program RUNNING, and every scraper context has a record, not its seed,
+# Data flows now: every faker and scraper RUNNING, and every scraper context has a record, not its seed,
 # inserted since $1 (UTC) — on a restart the records of the last run do not count.
 flowing() {
     local doc
@@ -35,7 +35,7 @@ flowing() {
     [ -n "$doc" ] && "$BIN/python" -c '
 import json, sys
 doc, since = json.loads(sys.argv[1]), sys.argv[2]
-running = all(s["state"] == "RUNNING" for s in doc["sections"])
+running = all(s["state"] == "RUNNING" for s in doc["sections"] if s["mode"] != "averager")
 rows = [r for s in doc["sections"] if s["mode"] == "scraper" for r in s["sources"]]
 fresh = all(r["seqno"] and r["seed"] is False and r["insertdate"] >= since for r in rows)
 sys.exit(0 if running and rows and fresh else 1)' "$doc" "$1"
@@ -63,7 +63,8 @@ start() {
         echo "supervisord is running: picking up the program files"
         ctl reread
         ctl update
-        ctl start all >/dev/null || true  # programs stopped by hand come back; running ones are left alone
+        # programs stopped by hand come back; running ones are left alone (the averager is run by hand)
+        ctl start $(sections faker) $(sections scraper) >/dev/null || true
     else
         echo "starting supervisord"
         "$BIN/supervisord" -c "$CONF"
@@ -96,6 +97,7 @@ The demo fleet runs under supervisord. Look further with:
   $BIN/supervisorctl -c $CONF stop pmthv_scraper     (and start, restart)
   $BIN/scraperd -c $CFG status [--json]
   $BIN/scraperd logs adtemp_scraper --event sample,propagate [-f]
+  $BIN/scraperd -c $CFG run adlid_averager          (after a few minutes: per-minute averages)
   make stop
 EOF
 }
