@@ -46,8 +46,13 @@ Events: startup and territory (every bin listed) per source, sample per territor
 SV line: range, groups, state replay), propagate per record (committed in batches),
 progress (no terminal) or a bar on stderr (terminal), shutdown.
 
-Refuses: a target whose columns are not named like the aggregates (the regime's scraper is not used:
-a group is its aggregates); territory not a whole multiple of binsize; --drop-target on offline_db.
+Refuses (exit 78): a target none of whose columns is named like an aggregate (the regime's scraper is
+not used: a group is its aggregates); binsize or territory not falling on every local midnight, or
+territory not a whole multiple of binsize (config.AveragerSection, so check-config says so too); an
+aggregate_filter the source rejects (checked by running the grouped query over an empty range at
+start-up); --drop-target on offline_db. Target columns no aggregate fills, or aggregates the target
+has no column for, are an `aggregate_mismatch` warning naming them all: the former are written NULL.
+Unlike the scraper, the averager counts every row of a bin, a repeated date_time too.
 It never seeds a target, and never writes anything but its own records.
 """
 
@@ -253,7 +258,7 @@ class Averager:
         assert isinstance(s, config.AveragerSection)
         self.loaded, self.s, self.stop = loaded, s, stop
         self.where = f"{loaded.file.display} [{loaded.name}]"
-        self.binsize_s = self._check_bins()
+        self.binsize_s = int(s.binsize.total_seconds())  # whole seconds: config.AveragerSection checks
         self.regime_cls: type[Regime] = config.load_regime(s.regime)
         self.target_url, self.target, self.spec = tgt.open_target(loaded, self.regime_cls)
         self.drop_target = drop_target
@@ -273,18 +278,6 @@ class Averager:
         self.bins_done = 0                       # territory bins (grouped queries) done
         self.records = 0
         self.progress: Progress | None = None
-
-    def _check_bins(self) -> int:
-        s = self.s
-        size = s.binsize.total_seconds()
-        if size < 1 or size != int(size):
-            raise ConfigError(f"must be a whole number of seconds, at least 1s, got {config.format_value(s.binsize)}",
-                              file=self.loaded.file.display, section=self.loaded.name, key="binsize")
-        if s.territory < s.binsize or s.territory % s.binsize:
-            raise ConfigError(f"must be a whole multiple of binsize ({config.format_value(s.binsize)}), "
-                              f"got {config.format_value(s.territory)}: a bin must not straddle two queries",
-                              file=self.loaded.file.display, section=self.loaded.name, key="territory")
-        return int(size)
 
     # ------------------------------------------------------------------------------------------------------
     # start-up: the one path for start, restart and reconnect
@@ -321,7 +314,7 @@ class Averager:
                               f"{self.spec.table}: the averager writes <column>_<fn> columns",
                               file=self.loaded.file.display, section=self.loaded.name, key="aggregate")
         if unused or missing:
-            log.warning("aggregate_mismatch", target=self.spec.table, unused=unused[:8], missing=missing[:8],
+            log.warning("aggregate_mismatch", target=self.spec.table, unused=unused, missing=missing,
                         action="unused keys are not computed; missing columns are written as NULL")
         return cols
 
@@ -453,8 +446,11 @@ class Averager:
                 seqnos = writer.write_many(self.target, self.tables, [rec for _, rec in batch])
             del pending[:len(batch)]
             self.records += len(batch)
-            for seqno, (plan, rec) in zip(seqnos, batch, strict=True):  # the scraper's propagate event
-                log.info("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
+            # the scraper's propagate event; when a person watches the events and the bar on a terminal,
+            # at debug level (a full history is tens of thousands of them; log files get them all)
+            emit = log.debug if logsetup.for_people() and self.progress is not None and self.progress.tty else log.info
+            for seqno, (plan, rec) in zip(seqnos, batch, strict=True):
+                emit("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
                          timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
                          sitemask=plan.context.sitemask, subsite=plan.context.subsite)
 

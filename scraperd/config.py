@@ -42,6 +42,7 @@ DEFAULT_CONFIG = Path("etc") / "scraper.cfg"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+DAY = timedelta(days=1)
 
 
 def parse_duration(value: object) -> object:
@@ -330,9 +331,11 @@ class AveragerSection(TargetCommon):
     """mode = averager: binned historical aggregation with grouped queries."""
 
     territory: Duration = Field(timedelta(days=1), description="Territory bin: one grouped query each "
-                                "(aligned on local midnight).")
+                                "(aligned on local midnight): a whole multiple of binsize that divides "
+                                "a day or is whole days.")
     binsize: Duration = Field(timedelta(hours=1), description="Group size inside a territory bin; one "
-                              "record per group.")
+                              "record per group. Divides a day (e.g. 10m, 1h, 6h) or is whole days, so "
+                              "that bins fall on every local midnight.")
     workers: Int = Field(2, ge=1, le=16, description="Territory-bin queries running at once on a MySQL source "
                          "(SQLite: 1); lower it to spare a busy DCS replica.")
     maxiter: Int = Field(0, ge=0, description="Territory-grid cells to average in one run (each is one "
@@ -342,6 +345,21 @@ class AveragerSection(TargetCommon):
     def _needs_aggregate(self) -> AveragerSection:
         if not self.aggregate:
             raise _KeyError("aggregate", "the averager needs aggregate functions, e.g. avg,min,max,std")
+        return self
+
+    @model_validator(mode="after")
+    def _bins_on_midnight(self) -> AveragerSection:
+        for key in ("binsize", "territory"):
+            size: timedelta = getattr(self, key)
+            seconds = size.total_seconds()
+            if seconds < 1 or seconds != int(seconds):
+                raise _KeyError(key, f"must be a whole number of seconds, at least 1s, got {format_value(size)}")
+            if DAY % size and size % DAY:
+                raise _KeyError(key, f"must divide a day (e.g. 10m, 1h, 6h) or be whole days, so that it falls "
+                                     f"on every local midnight, got {format_value(size)}")
+        if self.territory < self.binsize or self.territory % self.binsize:
+            raise _KeyError("territory", f"must be a whole multiple of binsize ({format_value(self.binsize)}), "
+                                         f"got {format_value(self.territory)}: a bin must not straddle two queries")
         return self
 
 

@@ -18,7 +18,8 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
 
 The averager's `sample` (one per territory bin of a source) has n, range, groups, rows, state
 "replay", proceed; its `shutdown` has bins (grouped queries), cells (of the territory grid: one
-territory bin of every source) and records.
+territory bin of every source) and records. Its `propagate` events are at debug level when a
+person watches on a terminal (the progress bar tells the story there); log files get every one.
 
 Every event carries `section` (bound at start-up) and `event`. Values are fields, never formatted
 into the message. Passwords never reach a log: databases are named with databases.describe().
@@ -32,12 +33,21 @@ from typing import Any, TextIO
 
 import structlog
 
+_for_people = False  # the events go to a terminal, rendered for a person (not JSON lines)
+
+
+def for_people() -> bool:
+    """Whether this process's events are read on a terminal rather than from a log file."""
+    return _for_people
+
 
 def configure(*, json: bool | None = None, stream: TextIO | None = None, level: str = "INFO") -> None:
     """Configure structlog for this process; json=None decides by whether stream is a terminal."""
+    global _for_people
     stream = stream or sys.stdout
     if json is None:
         json = not stream.isatty()
+    _for_people = not json and stream.isatty()
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -8,7 +8,9 @@ local midnight, the filter applied in Python, statistics from `statistics`, vali
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -344,7 +346,7 @@ def test_append_runs_equal_one_full_run(make_db, tmp_path):
     assert_bin_source_order(full.engine)
 
 
-@pytest.mark.parametrize("territory", ["1d", "5h"])
+@pytest.mark.parametrize("territory", ["1d", "8h"])
 def test_runs_cut_anywhere_equal_one_full_run_when_one_source_ends_early(make_db, tmp_path, territory):
     # AD2 stops a day and a half early: AD1 goes on to its own last complete bin, not held back,
     # and runs cut after every cell write exactly what one run writes
@@ -361,7 +363,7 @@ def test_runs_cut_anywhere_equal_one_full_run_when_one_source_ends_early(make_db
     while (events := average(cfg_cut, maxiter=1))[-1]["reason"] == "maxiter":
         runs += 1
         assert events[-1]["cells"] == 1 and runs < 40
-    assert runs == {"1d": 3, "5h": 15}[territory]  # one run per cell: 71 complete hours of AD1
+    assert runs == {"1d": 3, "8h": 9}[territory]  # one run per cell: 71 complete hours of AD1
     assert target_rows(cut.engine, "DcsAdLidSensor") == target_rows(full.engine, "DcsAdLidSensor")
     assert_same(written(full.engine, AD1), expected(rows["AD1_LidSensor"]))
     assert_same(written(full.engine, AD2), expected(rows["AD2_LidSensor"]))
@@ -518,15 +520,20 @@ def test_sigterm_between_territory_bins_commits_the_finished_ones(make_db, tmp_p
     assert_same(written(tgt.engine), want)
 
 
-def test_progress_events_when_not_on_a_terminal(make_db, tmp_path, monkeypatch):
-    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.0)
-    monkeypatch.setattr(sys, "stderr", io.StringIO())  # as under supervisord, even with pytest -s
+def three_days_of_ad1(make_db: Callable[[str], Any], tmp_path: Path, step: timedelta) -> tuple[Any, Path]:
+    """AD1 rows every `step` over three days (and a minute) from 2011-02-01; the target and the config."""
     src, tgt = make_db("src"), make_db("tgt")
     make_source(src)
     day = datetime(2011, 2, 1)
     insert(src, "AD1_LidSensor", [lid_row(i, t) for i, t in enumerate(
-        every(day, day + timedelta(days=3, minutes=1), timedelta(hours=1)), start=1)])
-    cfg = averager_cfg(tmp_path, src, tgt)
+        every(day, day + timedelta(days=3, minutes=1), step), start=1)])
+    return tgt, averager_cfg(tmp_path, src, tgt)
+
+
+def test_progress_events_when_not_on_a_terminal(make_db, tmp_path, monkeypatch):
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # as under supervisord, even with pytest -s
+    _, cfg = three_days_of_ad1(make_db, tmp_path, HOUR)
     seen = events_named(average(cfg, maxiter=2), "progress")
     assert [(p["done"], p["total"]) for p in seen] == [(1, 2), (2, 2)]
     assert seen[-1]["eta_s"] == 0 and seen[-1]["rows_per_s"] > 0
@@ -557,11 +564,49 @@ def test_progress_bar_on_a_terminal():
     assert tty.text.endswith("\n")
 
 
+def run_on_a_terminal(args: list[str]) -> tuple[int, str]:
+    """Run `python -m scraperd ARGS` with stdout and stderr on a pseudo-terminal; its exit code and output."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "scraperd", *args], stdout=slave, stderr=slave,
+                            stdin=subprocess.DEVNULL)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return proc.wait(timeout=60), out.decode(errors="replace")
+
+
+def test_on_a_terminal_the_bar_shows_and_records_are_not_listed_one_by_one(make_db, tmp_path):
+    tgt, cfg = three_days_of_ad1(make_db, tmp_path, timedelta(minutes=10))
+    rc, out = run_on_a_terminal(["-c", str(cfg), "run", SECTION])
+    assert rc == 0, out
+    assert "3/3 bins" in out and "rows/s" in out, out
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out)  # without the colours
+    assert "shutdown" in plain and "records=72" in plain, plain
+    assert "propagate" not in out  # 72 of them: at debug level on a terminal
+    assert len(written(tgt.engine)) == 72
+    # not on a terminal (supervisord, a pipe): JSON lines, every record's propagate event among them
+    done = subprocess.run([sys.executable, "-m", "scraperd", "-c", str(cfg), "run", SECTION, "--drop-target"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(events_named(events, "propagate")) == 72
+
+
 def test_unusable_settings_are_config_errors_before_the_target_is_touched(tmp_path):
     src = SimpleNamespace(url=sa.engine.make_url(f"sqlite:///{tmp_path / 'src.db'}"))
     tgt = SimpleNamespace(url=sa.engine.make_url(f"sqlite:///{tmp_path / 'tgt.db'}"))
     make_source(src)
-    for keys, key in [({"territory": "90m"}, "territory"), ({"binsize": "1.5s"}, "binsize"),
+    for keys, key in [*STATIC_BAD_BINS,
                       ({"aggregate_filter": "Qualty != 0"}, "aggregate_filter"),
                       ({"aggregate_skips": "id,date_time,Quality,Nope"}, "aggregate_skips"),
                       ({"kls": "GDcsAdTemp"}, "aggregate")]:
@@ -570,6 +615,32 @@ def test_unusable_settings_are_config_errors_before_the_target_is_touched(tmp_pa
             average(cfg)
         assert err.value.key == key, keys
     assert not (tmp_path / "tgt.db").exists()
+
+
+STATIC_BAD_BINS = [({"territory": "90m"}, "territory"), ({"binsize": "1.5s"}, "binsize"),
+                   ({"binsize": "0s"}, "binsize"), ({"binsize": "7m"}, "binsize"),
+                   ({"territory": "5h", "binsize": "1h"}, "territory"), ({"binsize": "25h", "territory": "50h"}, "binsize")]
+
+
+def files(tmp_path: Path) -> tuple[SimpleNamespace, SimpleNamespace]:
+    return tuple(SimpleNamespace(url=sa.engine.make_url(f"sqlite:///{tmp_path / n}")) for n in ("s.db", "t.db"))
+
+
+@pytest.mark.parametrize(("keys", "key"), STATIC_BAD_BINS)
+def test_check_config_refuses_bins_that_run_would_refuse(tmp_path, capsys, keys, key):
+    cfg = averager_cfg(tmp_path, *files(tmp_path),
+                       **keys)
+    assert cli.main(["-c", str(cfg), "check-config"]) == 78
+    err = capsys.readouterr().err
+    assert f"[{SECTION}] {key}: must " in err, err
+
+
+def test_bins_of_whole_days_and_divisors_of_a_day_are_fine(tmp_path, capsys):
+    for keys in [{"territory": "2d", "binsize": "1h"}, {"territory": "1d", "binsize": "10m"},
+                 {"territory": "3d", "binsize": "1d"}, {"territory": "6h", "binsize": "90m"}]:
+        cfg = averager_cfg(tmp_path, *files(tmp_path),
+                           **keys)
+        assert cli.main(["-c", str(cfg), "check-config"]) == 0, (keys, capsys.readouterr())
 
 
 def test_the_grid_is_the_same_wherever_a_run_starts():

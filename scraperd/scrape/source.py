@@ -11,6 +11,7 @@ SQLite, where a DATETIME is text, that compares right whether a time was stored 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,7 +80,10 @@ def reflect(conn: sa.Connection, source: Source) -> SourceTable:
     tables = []
     for name in source.tables:
         try:
-            t = sa.Table(name, md, autoload_with=conn)
+            with warnings.catch_warnings():
+                # SQLite tables made from a mysqldump's text say int(11): SQLAlchemy warns, and reads INTEGER
+                warnings.filterwarnings("ignore", "Could not instantiate type", sa.exc.SAWarning)
+                t = sa.Table(name, md, autoload_with=conn)
         except NoSuchTableError:
             raise SourceError(f"source table {name} does not exist") from None
         for needed in ("id", "date_time"):
