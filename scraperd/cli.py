@@ -76,7 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="averager: drop and recreate the target tables first (refused for offline_db)")
 
     chk = sub.add_parser("check-config", help="validate every section and print a summary table",
-                         description="Validate every section of the config file; exit 78 if any is broken.",
+                         description="Validate every section of the config file; exit 78 if any is broken.\n\n"
+                                     "Checked here, without connecting to any database: every key's value and the "
+                                     "rules between keys\n(durations, binsize/territory on local midnight, seeding), "
+                                     "the ~/.my.cnf sections named and the\ntarget specs. What needs the databases "
+                                     "themselves (the columns aggregate_skips and\naggregate_filter name, refused "
+                                     "credentials) is checked when the program starts, before it\nwrites anything: "
+                                     "exit 78 there too, so supervisord marks it FATAL (a database that does\nnot "
+                                     "answer is retried: db_retry events).",
                          epilog="example:\n  scraperd -c etc/scraper.cfg check-config",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("--json", action="store_true", help="one JSON document instead of the table")

@@ -48,6 +48,7 @@ from scraperd.supervisor import ALL, SUPERVISORD_CONF
 
 TIME = "%Y-%m-%d %H:%M:%S"
 RECENT = timedelta(hours=1)
+NOT_RUN = "not run yet"  # an averager's target without a record: a note, not a failure
 RPC_TIMEOUT_S = 5.0
 
 # ----------------------------------------------------------------------------------------------------------
@@ -143,10 +144,14 @@ class Databases:
             engine.dispose()
 
 
+class NoDatabaseFile(ScraperdError):
+    """An SQLite database named in the config does not exist (status never creates one)."""
+
+
 def _refuse_missing_sqlite(url: URL) -> None:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         if not Path(url.database).exists():
-            raise ScraperdError(f"no database file {url.database} (relative to {os.getcwd()})")
+            raise NoDatabaseFile(f"no database file {url.database} (relative to {os.getcwd()})")
 
 
 def brief(exc: BaseException) -> str:
@@ -233,6 +238,7 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
     except (sa.exc.SQLAlchemyError, ScraperdError, OSError) as exc:
         target_error = exc
     floor = sampling.to_utc(s.timefloor, s.source_tz) if s.timefloor else None
+    averager = isinstance(s, config.AveragerSection)
     eff_heartbeat = s.heartbeat * (s.offset + 1) if isinstance(s, config.ScraperSection) else None
     for src in regime.sources:
         ctx = tgt.context_for(src, s)
@@ -242,7 +248,7 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
                                "seed": None, "tcursor": None,
                                "head": None if isinstance(head, BaseException) else _fmt(head),
                                "lag_s": None, "lag_heartbeats": None, "propagations_1h": None,
-                               "lagging": False, "error": None}
+                               "lagging": False, "error": None, "note": None}
         rows.append(row)
         error = target_error or (head if isinstance(head, BaseException) else None)
         last = None
@@ -250,16 +256,24 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
             assert tables is not None and target is not None
             try:
                 with target.connect() as conn:
+                    if averager and not sa.inspect(conn).has_table(tables.vld.name):
+                        row["note"] = NOT_RUN
+                        continue
                     last = reader.last_validity(conn, tables, ctx, timefloor=floor)
                     row["propagations_1h"] = int(conn.execute(recent_select(tables, ctx, now - RECENT,
                                                                               _seed_validity(s))).scalar()
                                                  or 0)
             except sa.exc.SQLAlchemyError as exc:
                 error = exc
+        if averager and isinstance(error, NoDatabaseFile):
+            row["note"] = NOT_RUN  # an averager is run by hand or now and then: its target may not be there yet
+            continue
         if error is not None:
             row["error"] = brief(error)
         if last is None:
-            if error is None:
+            if error is None and averager:
+                row["note"] = NOT_RUN
+            elif error is None:
                 row["error"] = "no validity record yet"
             continue
         tcursor = sampling.tcursor_after(last.timeend, s.source_tz)
@@ -347,7 +361,7 @@ def table_rows(doc: dict[str, Any]) -> list[dict[str, str]]:
             continue
         for i, r in enumerate(e["sources"]):
             row = dict(first) if i == 0 else {}
-            note = r.get("error") or ""
+            note = r.get("error") or r.get("note") or ""
             if r.get("lagging"):
                 note = f"LAGGING (> {_duration(e['status_maxlag_s'])})"
             elif r.get("seed"):
@@ -408,8 +422,10 @@ examples:
 
 LAG is head − tcursor (tcursor = TIMEEND of the last record, in source local time); HB is that lag
 in effective heartbeats, heartbeat × (offset+1); PROP/1H counts the Vld rows inserted in the last
-hour (a seed record not among them). STATE is supervisord's ("-" when it does not answer, "absent" when it has no such program).
-Exit 1 when a scraper lags more than its status_maxlag or cannot be read, 78 on a broken section.
+hour (a seed record not among them). STATE is supervisord's ("-" when it does not answer, "absent"
+when it has no such program). Exit 1 when a scraper lags more than its status_maxlag or cannot be
+read, 78 on a broken section; an averager whose target has no record yet (it is run by hand, now
+and then) is noted "not run yet", not failing.
 
 config keys read: source, target, kls, source_tz, timefloor, heartbeat, offset, status_maxlag,
 seed_target_tables, seed_timestart, seed_timeend

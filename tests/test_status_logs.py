@@ -97,7 +97,8 @@ def test_status_reports_last_record_head_lag_and_recent_propagations(make_db, tm
         "source": "DBNS_SAB_Temp", "sitemask": 32, "subsite": 1, "seqno": 4,
         "timestart": "2011-01-31 16:04:30", "timeend": "2011-01-31 16:04:40", "insertdate": row["insertdate"],
         "seed": False, "tcursor": "2011-02-01 00:04:40", "head": "2011-02-01 00:06:40",
-        "lag_s": 120.0, "lag_heartbeats": 12.0, "propagations_1h": 3, "lagging": False, "error": None}  # not the seed
+        "lag_s": 120.0, "lag_heartbeats": 12.0, "propagations_1h": 3, "lagging": False, "error": None,
+        "note": None}  # not the seed
     inserted = datetime.strptime(row["insertdate"], "%Y-%m-%d %H:%M:%S")
     assert abs(inserted - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
 
@@ -124,6 +125,32 @@ def test_status_reports_last_record_head_lag_and_recent_propagations(make_db, tm
     assert "LAGGING (> 0:01:00)" in table
     manual_cfg(cfg, url_text(src), url_text(tgt), status_maxlag="2m")  # exactly 2 minutes is not more
     assert status_of(cfg, no_supervisord, capsys)[0] == 0
+
+
+def test_an_averager_not_run_yet_is_a_note_not_a_failure(make_db, tmp_path, no_supervisord, capsys):
+    src, tgt = make_db("src"), make_db("avg")
+    lid = "scraperd.regimes.adlidsensor:AdLidSensor"
+    avg = {"regime": lid, "mode": "averager", "aggregate": "avg,min,max,std", "aggregate_count": "count",
+           "aggregate_skips": "id,date_time,Quality", "binsize": "1m", "territory": "1h"}
+    cfg = write_cfg(tmp_path / "scraper.cfg", {
+        "adlid_faker": {"regime": lid, "mode": "faker", "faker_timestart": "2011-02-01 00:00:00", "interval": "10s",
+                        "sleep": "0s"},
+        "adlid_averager": {**avg, "target": url_text(tgt) if tgt.backend == "mysql"
+                           else f"sqlite:///{tmp_path / 'never_made.db'}"},
+    }, defaults={"source": url_text(src), "source_tz": "Asia/Shanghai"})
+    run_section(cfg, "adlid_faker", maxiter=20)  # 200 s of rows: three complete minutes
+    rc, out = status_of(cfg, no_supervisord, capsys, "--json")
+    doc = json.loads(out)
+    assert rc == 0 and doc["failing"] == []
+    rows = doc["sections"][1]["sources"]
+    assert [(r["source"], r["seqno"], r["note"], r["error"]) for r in rows] == [
+        ("AD1_LidSensor", None, "not run yet", None), ("AD2_LidSensor", None, "not run yet", None)]
+    rc, table = status_of(cfg, no_supervisord, capsys)
+    assert rc == 0 and table.count("not run yet") == 2
+    run_section(cfg, "adlid_averager")
+    rc, out = status_of(cfg, no_supervisord, capsys, "adlid_averager", "--json")
+    rows = json.loads(out)["sections"][0]["sources"]
+    assert rc == 0 and [(r["seqno"], r["note"], r["error"]) for r in rows] == [(5, None, None), (6, None, None)]
 
 
 def test_status_marks_a_seed_only_context_and_counts_it_as_not_lagging(tmp_path, no_supervisord, capsys):
