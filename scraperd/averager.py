@@ -52,7 +52,9 @@ territory not a whole multiple of binsize (config.AveragerSection, so check-conf
 aggregate_filter the source rejects (checked by running the grouped query over an empty range at
 start-up); --drop-target on offline_db. Target columns no aggregate fills, or aggregates the target
 has no column for, are an `aggregate_mismatch` warning naming them all: the former are written NULL.
-Unlike the scraper, the averager counts every row of a bin, a repeated date_time too.
+Unlike the scraper, the averager counts every row of a bin, a repeated date_time too. binsize is
+fixed for a target: to change it, --drop-target or a new target (a last record longer than a bin is
+warned as `binsize_changed`; a larger binsize cannot be told from the records).
 It never seeds a target, and never writes anything but its own records.
 """
 
@@ -340,7 +342,14 @@ class Averager:
         with retry.side("source"), self.source_engine.connect() as conn:
             head = source.head(conn, st, source.horizon(tz))
             if last is not None:
-                start: datetime | None = resume_start(last.timestart, tz, s.binsize)
+                resumed = resume_start(last.timestart, tz, s.binsize)
+                start: datetime | None = resumed
+                if to_local(last.timeend - ONE_SECOND, tz) >= resumed:
+                    log.warning("binsize_changed", source=st.source.name, seqno=last.seqno,
+                                timestart=self._fmt(last.timestart), timeend=self._fmt(last.timeend),
+                                binsize=config.format_value(s.binsize),
+                                action="the last record spans more than one bin of this binsize; appending "
+                                       "anyway (run with --drop-target, or a new target, to change binsize)")
             else:
                 first = conn.execute(sa.select(sa.func.min(st.date_time)).where(st.date_time >= floor)).scalar()
                 start = bin_floor(first, s.binsize) if first is not None else None

@@ -413,6 +413,14 @@ def test_cells_take_every_sources_territory_bins_together():
     assert [x["tag"] for _, x in ordered] == [(1, 3), (0, 0), (1, 5), (0, 2), (1, 9)]
 
 
+def test_a_smaller_binsize_on_a_target_of_larger_records_is_warned(make_db, tmp_path):
+    tgt, cfg = three_days_of_ad1(make_db, tmp_path, timedelta(minutes=10))
+    assert not events_named(average(cfg, maxiter=1), "binsize_changed")
+    assert not events_named(average(cfg, maxiter=1), "binsize_changed")  # a resume at the same binsize
+    [warning] = events_named(average(cfg, binsize="10m"), "binsize_changed")
+    assert warning["source"] == "AD1_LidSensor" and warning["binsize"] == "10m" and "--drop-target" in warning["action"]
+
+
 def test_bins_follow_local_midnight_and_validities_are_utc(make_db, tmp_path):
     src, tgt = make_db("src"), make_db("tgt")
     make_source(src)
