@@ -14,6 +14,7 @@ import configparser
 import math
 import os
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -221,9 +222,30 @@ def make_engine(url: URL, *, readonly: bool = False, **kw: Any) -> Engine:
     kw.setdefault("pool_recycle", 3600)
     kw.setdefault("pool_size", 2)
     # A silent network (no RST) must end in an error we retry, not a read that waits forever.
-    connect_args = {"connect_timeout": 10, "read_timeout": 600, "write_timeout": 600}
+    connect_args: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 600, "write_timeout": 600}
+    if url.get_driver_name() == "mysqldb":
+        connect_args["conv"] = _mysqldb_conversions()
     connect_args.update(kw.pop("connect_args", {}))
     return sa.create_engine(url, connect_args=connect_args, **kw)
+
+
+def _mysqldb_conversions() -> dict[Any, Any]:
+    """mysqlclient's conversions, DATETIME parsed by datetime.fromisoformat (C, ~10x faster than
+    mysqlclient's Python parser: a catch-up reads hundreds of thousands of date_times). Text it
+    cannot read (zero dates such as '0000-00-00 00:00:00') goes to mysqlclient's own parser, which
+    returns None for it, as before."""
+    from MySQLdb import converters, times
+    from MySQLdb.constants import FIELD_TYPE
+
+    def datetime_or_none(text: str) -> Any:
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            return times.DateTime_or_None(text)
+
+    conv = dict(converters.conversions)
+    conv[FIELD_TYPE.DATETIME] = conv[FIELD_TYPE.TIMESTAMP] = datetime_or_none
+    return conv
 
 
 def engine_for(name: str, *, mycnf: Path | None = None, readonly: bool = False, **kw: Any) -> Engine:

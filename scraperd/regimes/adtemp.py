@@ -23,7 +23,11 @@ def _probes(row: Mapping[str, Any]) -> tuple[tuple[int, str], ...]:
 class AdTempScraper(Scraper):
     def changed(self, sv: Sequence[Any]) -> bool:
         before, after = sv[0], sv[-1]
-        return any(moved(before.get(col), after[col], self.threshold) for _, col in _probes(after))
+        threshold = self.threshold
+        for _, col in _probes(after):  # a plain loop: this runs for every row of a catch-up
+            if moved(before.get(col), after[col], threshold):
+                return True
+        return False
 
     def propagate(self, sv: Sequence[Any]) -> Iterable[Mapping[str, Any]]:
         latest = sv[-1]

@@ -101,7 +101,8 @@ def reflect(conn: sa.Connection, source: Source) -> SourceTable:
 
 
 def _rows(result: sa.CursorResult[Any], names: Sequence[str]) -> list[SourceRow]:
-    return [SourceRow(zip(names, r, strict=True)) for r in result]
+    # one fetchall, not a fetch per row; names are the select's own labels, one per column
+    return [SourceRow(zip(names, r, strict=True)) for r in result.all()]
 
 
 def rows_from(conn: sa.Connection, st: SourceTable, tcursor: datetime, after: datetime | None,
