@@ -5,8 +5,10 @@ name), all of them in one pass over one grid:
 
     territory       from the bin after the context's last validity record to the start of the bin
                     holding the source's last row, so only complete bins (a later row exists) are
-                    averaged. An empty context starts at the bin of the first row at or after
-                    timefloor / seed_timestart (or 1971, below which DCS dates are junk).
+                    averaged. An empty context starts after timefloor / seed_timestart (or 1971,
+                    below which DCS dates are junk). Either way it starts at the bin of the first row
+                    the aggregate_filter keeps, so a stretch without any writes nothing and costs
+                    no maxiter.
     territory bins  `territory` long, aligned on local midnight: one grouped query each (after an
                     index-only look-up of its ids), grouping the rows into `binsize` bins and
                     computing every `aggregate` function of every column not in `aggregate_skips`,
@@ -341,18 +343,19 @@ class Averager:
             floor = max(floor, s.seed_timestart)
         with retry.side("source"), self.source_engine.connect() as conn:
             head = source.head(conn, st, source.horizon(tz))
+            resumed = floor
             if last is not None:
-                resumed = resume_start(last.timestart, tz, s.binsize)
-                start: datetime | None = resumed
+                resumed = max(resume_start(last.timestart, tz, s.binsize), floor)
                 if to_local(last.timeend - ONE_SECOND, tz) >= resumed:
                     log.warning("binsize_changed", source=st.source.name, seqno=last.seqno,
                                 timestart=self._fmt(last.timestart), timeend=self._fmt(last.timeend),
                                 binsize=config.format_value(s.binsize),
                                 action="the last record spans more than one bin of this binsize; appending "
                                        "anyway (run with --drop-target, or a new target, to change binsize)")
-            else:
-                first = conn.execute(sa.select(sa.func.min(st.date_time)).where(st.date_time >= floor)).scalar()
-                start = bin_floor(first, s.binsize) if first is not None else None
+            # from the bin of the first row that counts: a stretch without any (the DCS down, or every
+            # row filtered out) writes nothing, and must not use up maxiter run after run
+            first = source.first_row_time(conn, st, resumed, self.filter)
+        start = bin_floor(first, s.binsize) if first is not None else None
         # the bin holding the last row is incomplete: rows may still arrive in it
         end = bin_floor(head, s.binsize) if head is not None else None
         bins = territory_bins(start, end, s.territory) if start is not None and end is not None else []
@@ -391,11 +394,19 @@ class Averager:
             while len(inflight) < 2 * self.workers and (u := next(units, None)) is not None:
                 inflight.append((u, pool.submit(self._query, self.plans[u.source], u.lo, u.hi)))
 
+        queued = 0  # cells whose records are pending: they count for maxiter once committed
+
+        def flush() -> None:
+            nonlocal queued
+            self._flush(pending)
+            self.cells_done += queued  # all committed: a lost connection raised before this line
+            queued = 0
+
         try:
             submit()
             for cell in todo:
                 if self.stop.is_set():
-                    self._flush(pending)
+                    flush()
                     return lifecycle.signal_name(self.stop)
                 results = []
                 for _ in cell:
@@ -406,13 +417,13 @@ class Averager:
                     results.append((unit, groups))
                 pending.extend((self.plans[u.source], self._record(self.plans[u.source], g))
                                for u, g in in_order(results, self.s.binsize))
-                self.cells_done += 1
-                if len(pending) >= BATCH_RECORDS or time.monotonic() - flushed_at >= BATCH_SECONDS:
-                    self._flush(pending)
+                queued += 1
+                if len(pending) >= BATCH_RECORDS or time.monotonic() - flushed_at >= BATCH_SECONDS or not pending:
+                    flush()
                     flushed_at = time.monotonic()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        self._flush(pending)
+        flush()
         return "maxiter" if len(todo) < len(self.cells) else "done"
 
     def _query(self, plan: Plan, lo: datetime, hi: datetime) -> list[sa.RowMapping]:

@@ -27,7 +27,7 @@ log = get_logger("scraperd.retry")
 # MySQL/MariaDB client and server codes of a lost, refused or killed connection
 _MYSQL_DISCONNECT = {1040, 1053, 1077, 1078, 1079, 1080, 1152, 1158, 1159, 1160, 1161, 1205, 1213, 1927,
                      2002, 2003, 2005, 2006, 2013, 2026, 2055, 4031}
-_SQLITE_TRANSIENT = ("database is locked", "unable to open database", "disk I/O error")
+_SQLITE_TRANSIENT = ("database is locked", "unable to open database", "disk i/o error")  # lower case: matched against lowered text
 
 
 class Disconnected(Exception):

@@ -250,28 +250,30 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
                                "lag_s": None, "lag_heartbeats": None, "propagations_1h": None,
                                "lagging": False, "error": None, "note": None}
         rows.append(row)
-        error = target_error or (head if isinstance(head, BaseException) else None)
+        head_error = head if isinstance(head, BaseException) else None
+        # an averager is run by hand, now and then: a target that is not there yet is a note, not a failure
+        not_run = averager and isinstance(target_error, NoDatabaseFile)
+        error = None if not_run else (target_error or head_error)
         last = None
         if target_error is None:
             assert tables is not None and target is not None
             try:
                 with target.connect() as conn:
                     if averager and not sa.inspect(conn).has_table(tables.vld.name):
-                        row["note"] = NOT_RUN
-                        continue
-                    last = reader.last_validity(conn, tables, ctx, timefloor=floor)
-                    row["propagations_1h"] = int(conn.execute(recent_select(tables, ctx, now - RECENT,
-                                                                              _seed_validity(s))).scalar()
-                                                 or 0)
+                        not_run = True
+                    else:
+                        last = reader.last_validity(conn, tables, ctx, timefloor=floor)
+                        row["propagations_1h"] = int(conn.execute(recent_select(tables, ctx, now - RECENT,
+                                                                                  _seed_validity(s))).scalar()
+                                                     or 0)
             except sa.exc.SQLAlchemyError as exc:
                 error = exc
-        if averager and isinstance(error, NoDatabaseFile):
-            row["note"] = NOT_RUN  # an averager is run by hand or now and then: its target may not be there yet
-            continue
+        if error is None and head_error is not None:
+            error = head_error  # the source's own trouble shows, whatever the target
         if error is not None:
             row["error"] = brief(error)
         if last is None:
-            if error is None and averager:
+            if error is None and (averager or not_run):
                 row["note"] = NOT_RUN
             elif error is None:
                 row["error"] = "no validity record yet"

@@ -396,6 +396,54 @@ def test_sigkill_between_batches_then_restart_equals_one_full_run(make_db, tmp_p
     assert target_rows(killed.engine, "DcsAdLidSensor") == target_rows(full.engine, "DcsAdLidSensor")
 
 
+@pytest.mark.parametrize("gap", ["no rows", "every row filtered out"])
+def test_maxiter_runs_get_past_a_stretch_without_rows(make_db, tmp_path, gap):
+    # 12 hours without a row that counts (territory 6h: two cells) between data; maxiter=2 a run:
+    # every run must get somewhere, the last one says done, and the whole equals one full run
+    src, full, cut = make_db("src"), make_db("full"), make_db("cut")
+    make_source(src)
+    d = datetime(2011, 2, 1)
+    hole = (d + timedelta(hours=12), d + timedelta(hours=24))
+    rows = [lid_row(i, t, quality=0 if hole[0] <= t < hole[1] else 1)
+            for i, t in enumerate(every(d, d + timedelta(days=2), timedelta(minutes=10)), start=1)
+            if gap != "no rows" or not hole[0] <= t < hole[1]]
+    insert(src, "AD1_LidSensor", rows)
+    average(averager_cfg(tmp_path, src, full, name="full.cfg", territory="6h"))
+    cfg = averager_cfg(tmp_path, src, cut, name="cut.cfg", territory="6h")
+    reasons = []
+    while not reasons or reasons[-1][0] == "maxiter":
+        events = average(cfg, maxiter=2)
+        reasons.append((events[-1]["reason"], events[-1]["records"]))
+        assert len(reasons) < 10, reasons
+    assert all(records > 0 for _, records in reasons), reasons
+    assert target_rows(cut.engine, "DcsAdLidSensor") == target_rows(full.engine, "DcsAdLidSensor")
+    assert_same(written(full.engine), expected(rows))
+
+
+def test_maxiter_counts_only_cells_whose_records_were_committed(make_db, tmp_path, monkeypatch):
+    # the target is lost at the run's one commit: the reconnect plans those cells again, and
+    # maxiter still lets them be written in this run
+    src, ref, tgt = make_db("src"), make_db("ref"), make_db("tgt")
+    make_source(src)
+    for table, table_rows in two_sources(datetime(2011, 2, 1), days=4).items():
+        insert(src, table, table_rows)
+    monkeypatch.setattr(averager, "BATCH_SECONDS", 3600.0)
+    average(averager_cfg(tmp_path, src, ref, name="ref.cfg"), maxiter=2)
+    real, calls = averager.writer.write_many, []
+
+    def lost_first_time(*args: Any, **kw: Any) -> list[int]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("Lost connection to server during query"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(averager.writer, "write_many", lost_first_time)
+    events = average(averager_cfg(tmp_path, src, tgt, reconnect_max_wait="1s"), maxiter=2)
+    assert events_named(events, "db_retry") and events[-1]["reason"] == "maxiter"
+    assert target_rows(tgt.engine, "DcsAdLidSensor") == target_rows(ref.engine, "DcsAdLidSensor")
+    assert len(target_rows(ref.engine, "DcsAdLidSensor")[0]) == 2 * 2 * 24
+
+
 def test_cells_take_every_sources_territory_bins_together():
     d = datetime(2011, 2, 1)
     day = timedelta(days=1)

@@ -147,3 +147,15 @@ def test_outages_on_both_sides_and_a_lost_commit_ack_lose_and_duplicate_nothing(
     assert len(got[0]) >= len(want[0]) - 1
     seqnos = [r[0] for r in got[0]]
     assert seqnos == list(range(1, len(seqnos) + 1))  # no gap, no duplicate
+
+
+@pytest.mark.parametrize(("message", "retried"), [
+    ("database is locked", True), ("unable to open database file", True), ("disk I/O error", True),
+    ("no such table: DcsAdTempVld", False), ('near "SELEC": syntax error', False)])
+def test_transient_sqlite_errors_are_retried_and_bad_statements_are_not(message, retried):
+    import sqlite3
+
+    from scraperd import retry
+
+    error = sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError(message))
+    assert retry.is_disconnect(error) is retried

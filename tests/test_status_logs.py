@@ -152,6 +152,15 @@ def test_an_averager_not_run_yet_is_a_note_not_a_failure(make_db, tmp_path, no_s
     rows = json.loads(out)["sections"][0]["sources"]
     assert rc == 0 and [(r["seqno"], r["note"], r["error"]) for r in rows] == [(5, None, None), (6, None, None)]
 
+    # "not run yet" never hides a source in trouble
+    broken = write_cfg(tmp_path / "broken.cfg", {"adlid_averager": {
+        **avg, "source": f"sqlite:///{tmp_path / 'no_source.db'}", "target": f"sqlite:///{tmp_path / 'no_target.db'}",
+        "source_tz": "Asia/Shanghai"}})
+    rc, out = status_of(broken, no_supervisord, capsys, "--json")
+    doc = json.loads(out)
+    assert rc == 1 and doc["failing"] == ["adlid_averager"]
+    assert all("no database file" in r["error"] and r["note"] is None for r in doc["sections"][0]["sources"])
+
 
 def test_status_marks_a_seed_only_context_and_counts_it_as_not_lagging(tmp_path, no_supervisord, capsys):
     cfg = manual_cfg(tmp_path / "scraper.cfg", f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}")

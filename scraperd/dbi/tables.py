@@ -324,7 +324,19 @@ def create_tables(engine: Engine, spec: Spec) -> DbiTables:
                 conn.execute(sa.schema.CreateIndex(index))
         for stmt in seqno_row_insert(tables):
             conn.execute(stmt)
+        if conn.dialect.name == "sqlite":
+            _whole_second_text(conn, tables)
     return tables
+
+
+def _whole_second_text(conn: Connection, tables: DbiTables) -> None:
+    """SQLite Vld times written before scraperd kept them as whole-second text ('... 16:00:00.000000'):
+    cut to 'YYYY-MM-DD HH:MM:SS', so that they compare with the times bound now (see databases.py)."""
+    v = tables.vld
+    for name in ("TIMESTART", "TIMEEND", "VERSIONDATE", "INSERTDATE"):
+        column: sa.ColumnElement[Any] = sa.literal_column(f'"{name}"')
+        conn.execute(sa.update(v).where(sa.func.length(column) > 19)
+                     .values({name: sa.func.substr(column, 1, 19)}))
 
 
 def drop_tables(engine: Engine, spec: Spec) -> None:

@@ -122,6 +122,17 @@ def row_at(conn: sa.Connection, st: SourceTable, when: datetime) -> SourceRow | 
     return rows[0] if rows else None
 
 
+def first_row_time(conn: sa.Connection, st: SourceTable, at: datetime, filter_sql: str | None) -> datetime | None:
+    """The date_time of the first row at or after `at` that the aggregate filter keeps.
+
+    ORDER BY date_time LIMIT 1, not MIN(): the server walks the date_time index from `at` and stops
+    at the first row the filter keeps, where MIN() under a filter would read every later row."""
+    q = sa.select(st.date_time).where(st.date_time >= at)
+    if filter_sql:
+        q = q.where(sa.text(f"({filter_sql})"))  # the operator's condition, checked at start-up
+    return conn.execute(q.order_by(st.date_time).limit(1)).scalar()
+
+
 def head(conn: sa.Connection, st: SourceTable, until: datetime) -> datetime | None:
     """The source's latest date_time up to the horizon (for the lag, and the averager's last bin)."""
     # a bare MAX() is answered from the index alone; the bounded one only when a future row exists
