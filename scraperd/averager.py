@@ -201,8 +201,7 @@ def grouped_statement(table: sa.Table, cols: Columns, filter_sql: str | None, di
     q = q.where(dt >= lo, dt < hi)
     if id_span is not None:
         q = q.where(table.c.id.between(*id_span))
-    if filter_sql:
-        q = q.where(sa.text(f"({filter_sql})"))  # the operator's condition, checked at start-up
+    q = aggregate.filtered(q, filter_sql)
     return q.group_by(sa.literal_column(BIN)).order_by(sa.literal_column(BIN))
 
 
@@ -460,19 +459,19 @@ class Averager:
     def _flush(self, pending: list[tuple[Plan, Record]]) -> None:
         """Write the pending records in their order, BATCH_RECORDS per transaction (and forget them)."""
         assert self.tables is not None
+        # the scraper's propagate event; when a person watches the events and the bar on a terminal,
+        # at debug level (a full history is tens of thousands of them; log files get them all)
+        emit = log.debug if logsetup.for_people() and self.progress is not None and self.progress.tty else log.info
         while pending:
             batch = pending[:BATCH_RECORDS]
             with retry.side("target"):
                 seqnos = writer.write_many(self.target, self.tables, [rec for _, rec in batch])
             del pending[:len(batch)]
             self.records += len(batch)
-            # the scraper's propagate event; when a person watches the events and the bar on a terminal,
-            # at debug level (a full history is tens of thousands of them; log files get them all)
-            emit = log.debug if logsetup.for_people() and self.progress is not None and self.progress.tty else log.info
             for seqno, (plan, rec) in zip(seqnos, batch, strict=True):
                 emit("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
-                         timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
-                         sitemask=plan.context.sitemask, subsite=plan.context.subsite)
+                     timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
+                     sitemask=plan.context.sitemask, subsite=plan.context.subsite)
 
     def _fmt(self, t: datetime | None) -> str | None:
         return t.strftime(self.s.timeformat) if t is not None else None

@@ -253,27 +253,24 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
         head_error = head if isinstance(head, BaseException) else None
         # an averager is run by hand, now and then: a target that is not there yet is a note, not a failure
         not_run = averager and isinstance(target_error, NoDatabaseFile)
-        error = None if not_run else (target_error or head_error)
+        error = head_error if not_run else (target_error or head_error)  # a source in trouble always shows
         last = None
         if target_error is None:
             assert tables is not None and target is not None
             try:
                 with target.connect() as conn:
-                    if averager and not sa.inspect(conn).has_table(tables.vld.name):
-                        not_run = True
-                    else:
+                    # an averager's target without tables: not run yet (below)
+                    if not averager or sa.inspect(conn).has_table(tables.vld.name):
                         last = reader.last_validity(conn, tables, ctx, timefloor=floor)
                         row["propagations_1h"] = int(conn.execute(recent_select(tables, ctx, now - RECENT,
                                                                                   _seed_validity(s))).scalar()
                                                      or 0)
             except sa.exc.SQLAlchemyError as exc:
                 error = exc
-        if error is None and head_error is not None:
-            error = head_error  # the source's own trouble shows, whatever the target
         if error is not None:
             row["error"] = brief(error)
         if last is None:
-            if error is None and (averager or not_run):
+            if error is None and averager:
                 row["note"] = NOT_RUN
             elif error is None:
                 row["error"] = "no validity record yet"

@@ -14,8 +14,8 @@ record (Vld row, payload rows, LOCALSEQNO) is written in one transaction; and no
 because SEQNO and ROW_COUNTER are always written explicitly (DBI never relied on it either).
 
 Times are naive datetimes holding UTC at second precision (DATETIME without fractional seconds on
-MySQL, 'YYYY-MM-DD HH:MM:SS' text on SQLite). Decimal columns come back as Python floats, so that regime arithmetic never mixes Decimal
-and float.
+MySQL, 'YYYY-MM-DD HH:MM:SS' text on SQLite). Decimal columns come back as Python floats, so that
+regime arithmetic never mixes Decimal and float.
 
 This module creates and drops tables; it writes no records (writer.py) and answers no queries
 (reader.py).
@@ -60,6 +60,12 @@ def _int_type(generic: type[sa.types.TypeEngine[Any]], specific: type[Any]) -> C
     return make
 
 
+def _decimal_type(precision: int, scale: int) -> Any:
+    """NUMERIC read as float; on MySQL spelled DECIMAL(p, s), as the spec and the server write it."""
+    return sa.Numeric(precision, scale, asdecimal=False).with_variant(
+        mysql.DECIMAL(precision, scale, asdecimal=False), *MYSQL_DIALECTS)
+
+
 _TYPES: dict[str, Callable[[DbType], Any]] = {
     "tinyint": _int_type(sa.SmallInteger, mysql.TINYINT),
     "smallint": _int_type(sa.SmallInteger, mysql.SMALLINT),
@@ -69,8 +75,7 @@ _TYPES: dict[str, Callable[[DbType], Any]] = {
     "bigint": _int_type(sa.BigInteger, mysql.BIGINT),
     "float": lambda t: sa.Float().with_variant(mysql.FLOAT(), *MYSQL_DIALECTS),
     "double": lambda t: sa.Double().with_variant(mysql.DOUBLE(), *MYSQL_DIALECTS),
-    "decimal": lambda t: sa.Numeric(t.args[0], t.args[1] if len(t.args) > 1 else 0, asdecimal=False).with_variant(
-        mysql.DECIMAL(t.args[0], t.args[1] if len(t.args) > 1 else 0, asdecimal=False), *MYSQL_DIALECTS),
+    "decimal": lambda t: _decimal_type(t.args[0], t.args[1] if len(t.args) > 1 else 0),
     "datetime": lambda t: databases.datetime_type(),
     "char": lambda t: sa.CHAR(t.args[0]),
     "varchar": lambda t: sa.String(t.args[0]),
@@ -332,11 +337,12 @@ def create_tables(engine: Engine, spec: Spec) -> DbiTables:
 def _whole_second_text(conn: Connection, tables: DbiTables) -> None:
     """SQLite Vld times written before scraperd kept them as whole-second text ('... 16:00:00.000000'):
     cut to 'YYYY-MM-DD HH:MM:SS', so that they compare with the times bound now (see databases.py)."""
-    v = tables.vld
-    for name in ("TIMESTART", "TIMEEND", "VERSIONDATE", "INSERTDATE"):
-        column: sa.ColumnElement[Any] = sa.literal_column(f'"{name}"')
-        conn.execute(sa.update(v).where(sa.func.length(column) > 19)
-                     .values({name: sa.func.substr(column, 1, 19)}))
+    names = ("TIMESTART", "TIMEEND", "VERSIONDATE", "INSERTDATE")
+    # the stored text itself, not the column's datetime type (whose bind processor would rewrite it)
+    text: dict[str, sa.ColumnElement[Any]] = {name: sa.literal_column(f'"{name}"') for name in names}
+    conn.execute(sa.update(tables.vld)  # one pass over the table; cutting a 19-character text changes nothing
+                 .where(sa.or_(*(sa.func.length(t) > 19 for t in text.values())))
+                 .values({name: sa.func.substr(t, 1, 19) for name, t in text.items()}))
 
 
 def drop_tables(engine: Engine, spec: Spec) -> None:

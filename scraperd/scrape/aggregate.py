@@ -80,14 +80,17 @@ def call(fn: str, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.type_coerce(getattr(sa.func, fn)(as_double), sa.Float)
 
 
+def filtered(q: sa.Select[Any], filter_sql: str | None) -> sa.Select[Any]:
+    """q with the operator's aggregate_filter (checked at start-up) added to its WHERE clause."""
+    return q.where(sa.text(f"({filter_sql})")) if filter_sql else q
+
+
 def statement(table: sa.Table, spec: AggregateSpec, lo: datetime, hi: datetime) -> sa.Select[Any]:
     """One query: every fn(column) and the count over lo <= date_time < hi (and the filter)."""
     cols: list[Any] = [call(fn, table.c[c]).label(f"{c}_{fn}") for c in spec.columns for fn in spec.functions]
     cols.append(sa.func.count().label(spec.count_key))
     q = sa.select(*cols).where(table.c.date_time >= lo, table.c.date_time < hi)
-    if spec.filter:
-        q = q.where(sa.text(f"({spec.filter})"))
-    return q
+    return filtered(q, spec.filter)
 
 
 def shape(row: Mapping[str, Any] | None, spec: AggregateSpec) -> dict[str, Any]:

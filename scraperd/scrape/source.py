@@ -127,9 +127,7 @@ def first_row_time(conn: sa.Connection, st: SourceTable, at: datetime, filter_sq
 
     ORDER BY date_time LIMIT 1, not MIN(): the server walks the date_time index from `at` and stops
     at the first row the filter keeps, where MIN() under a filter would read every later row."""
-    q = sa.select(st.date_time).where(st.date_time >= at)
-    if filter_sql:
-        q = q.where(sa.text(f"({filter_sql})"))  # the operator's condition, checked at start-up
+    q = aggregate.filtered(sa.select(st.date_time).where(st.date_time >= at), filter_sql)
     return conn.execute(q.order_by(st.date_time).limit(1)).scalar()
 
 
