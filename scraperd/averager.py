@@ -57,7 +57,9 @@ has no column for, are an `aggregate_mismatch` warning naming them all: the form
 Unlike the scraper, the averager counts every row of a bin, a repeated date_time too. binsize is
 fixed for a target: to change it, --drop-target or a new target (a last record longer than a bin is
 warned as `binsize_changed`; a larger binsize cannot be told from the records).
-It never seeds a target, and never writes anything but its own records.
+It never seeds a target, and never writes anything but its own records. Its writes are fenced as the
+scraper's (dbi.writer.Fence): a second copy of the section that wrote first turns a batch into a
+`write_conflict` and a fresh start-up from the target, so two copies write what one run writes.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -78,7 +80,7 @@ import sqlalchemy as sa
 from scraperd import config, lifecycle, logsetup, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.tables import DbiTables, create_tables, drop_tables
-from scraperd.dbi.writer import Context, Record
+from scraperd.dbi.writer import Context, Fence, Record
 from scraperd.errors import ConfigError
 from scraperd.progress import Progress
 from scraperd.regimes.base import Regime
@@ -247,6 +249,7 @@ class Plan:
     context: Context
     floor: datetime                              # rows before it are never averaged (local)
     bins: list[tuple[datetime, datetime]]        # its territory bins, cut at the territory grid
+    fence: Fence                                 # the context's last record, as this process knows it
 
     @property
     def name(self) -> str:
@@ -334,9 +337,9 @@ class Averager:
         s, tz = self.s, self.s.source_tz
         assert self.tables is not None
         ctx = tgt.context_for(st.source, s)
+        timefloor = to_utc(s.timefloor, tz) if s.timefloor else None
         with retry.side("target"):
-            last = reader.last_validity(self.target, self.tables, ctx,
-                                        timefloor=to_utc(s.timefloor, tz) if s.timefloor else None)
+            last = reader.last_validity(self.target, self.tables, ctx, timefloor=timefloor)
         floor = max(source.EPOCH_GUARD, s.timefloor or source.EPOCH_GUARD)
         if last is None and s.seed_timestart:
             floor = max(floor, s.seed_timestart)
@@ -364,7 +367,8 @@ class Averager:
                  bins=[[self._fmt(a), self._fmt(b)] for a, b in bins],
                  first=[self._fmt(t) for t in bins[0]] if bins else None,
                  last=[self._fmt(t) for t in bins[-1]] if bins else None)
-        return Plan(table=st, context=ctx, floor=floor, bins=bins)
+        return Plan(table=st, context=ctx, floor=floor, bins=bins,
+                    fence=Fence(ctx, last.seqno if last else None, timefloor))
 
     # ------------------------------------------------------------------------------------------------------
     # the replay
@@ -464,11 +468,13 @@ class Averager:
         emit = log.debug if logsetup.for_people() and self.progress is not None and self.progress.tty else log.info
         while pending:
             batch = pending[:BATCH_RECORDS]
-            with retry.side("target"):
-                seqnos = writer.write_many(self.target, self.tables, [rec for _, rec in batch])
+            with retry.side("target"):  # fenced: a second copy of the section that wrote first makes this a no-op
+                seqnos = writer.write_many(self.target, self.tables, [rec for _, rec in batch],
+                                           [p.fence for p in self.plans])
             del pending[:len(batch)]
             self.records += len(batch)
             for seqno, (plan, rec) in zip(seqnos, batch, strict=True):
+                plan.fence = replace(plan.fence, seqno=seqno)
                 emit("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
                      timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
                      sitemask=plan.context.sitemask, subsite=plan.context.subsite)

@@ -4,7 +4,9 @@
     ├── ConfigError               exit 78  bad INI key/value, bad .spec, unknown my.cnf section,
     │   └── SpecError                      seeding refused, ... (supervisord: FATAL, no restart storm)
     ├── SourceError               exit 1   a source table or column vanished (the daemon retries it)
-    └── DataError                 exit 1   a write that cannot be done as asked (e.g. empty record)
+    ├── DataError                 exit 1   a write that cannot be done as asked (e.g. empty record)
+    └── WriteConflict             (none)   another writer changed a context this process writes: the
+                                           write did nothing; the daemon resumes from the target
 
 Exit 0 is a clean stop (signal, maxiter). argparse keeps its own 2 for a malformed command line.
 Errors are caught once, in cli.py, and printed as one line.
@@ -61,3 +63,16 @@ class SourceError(ScraperdError):
 
 class DataError(ScraperdError):
     """A record that cannot be written as asked."""
+
+
+class WriteConflict(ScraperdError):
+    """A fenced write found the context's last validity record changed since this process read it.
+
+    Nothing was written. Another copy of the section (a hand run beside supervisord's, a second host)
+    wrote first; the daemon resumes from the target as at start-up (lifecycle.py).
+    """
+
+    def __init__(self, table: str, context: dict[str, int], expected: int | None, found: int | None) -> None:
+        self.table, self.context, self.expected, self.found = table, context, expected, found
+        super().__init__(f"{table}: the last record of context {context} is SEQNO {found}, "
+                         f"not {expected} as this process expected")

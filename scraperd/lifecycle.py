@@ -3,7 +3,8 @@
     with stopping_on_signals(stop):            SIGTERM/SIGINT set `stop` (main thread only)
         reason = run_until_stopped(daemon, stop, max_wait)
                                                start() + loop() under retry.reconnecting(): the one
-                                               path for first start, restart and reconnect
+                                               path for first start, restart, reconnect, and
+                                               write conflict (another copy wrote first)
 
 The daemon object has start() (rebuild all state from the databases), loop() -> reason and close().
 A signal never interrupts a write: it only sets the event the loop and the waits look at.
@@ -18,7 +19,10 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Protocol
 
-from scraperd import retry
+from scraperd import logsetup, retry
+from scraperd.errors import WriteConflict
+
+log = logsetup.get_logger("scraperd.lifecycle")
 
 
 class Daemon(Protocol):
@@ -63,8 +67,7 @@ def run_until_stopped(daemon: Daemon, stop: threading.Event, max_wait: timedelta
     try:
         for attempt in retry.reconnecting(stop, max_wait):
             with attempt:
-                daemon.start()
-                reason = daemon.loop()
+                reason = _start_and_loop(daemon, stop)
     except retry.Disconnected:
         if not stop.is_set():
             raise
@@ -72,3 +75,20 @@ def run_until_stopped(daemon: Daemon, stop: threading.Event, max_wait: timedelta
     finally:
         daemon.close()
     return reason
+
+
+def _start_and_loop(daemon: Daemon, stop: threading.Event) -> str:
+    """start() then loop(); after a write conflict, start() again: resume from the target as at start-up.
+
+    A fenced write that finds another writer's record (a second copy of the section) wrote nothing,
+    so what this process had not committed is simply read again from the source.
+    """
+    while True:
+        try:
+            daemon.start()
+            return daemon.loop()
+        except WriteConflict as exc:
+            log.warning("write_conflict", table=exc.table, context=exc.context, expected=exc.expected,
+                        found=exc.found, action="nothing written; resuming from the target")
+            if stop.is_set():
+                return signal_name(stop)

@@ -13,6 +13,11 @@ concurrent writers were a known problem. Here one transaction holds it all:
 so a crash at any instant leaves the whole record or none of it, and writers of the same table in
 several processes queue on one row lock (writers of other tables do not wait for them).
 
+Fenced writes: a daemon passes, for every context it writes, the SEQNO of the context's last
+validity record its state is based on (a Fence). Under the LOCALSEQNO lock, before anything is
+inserted, each is read again; if one changed (another copy of the section wrote first), nothing is
+written and WriteConflict says which. So two copies of a section never write a record twice.
+
 Overlay rule (DBI's QueryOverlayVersionDate), used when a record's versiondate is None: run the
 context query for the record's own context at its TIMESTART; in a gap VERSIONDATE = TIMESTART,
 else the found record's VERSIONDATE + 60 s, so that a later write overlays the earlier ones.
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
@@ -38,7 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from scraperd.dbi import reader
 from scraperd.dbi.tables import BEGINNING_OF_TIME, END_OF_TIME, DbiTables, convert_row, seqno_row_insert
-from scraperd.errors import DataError
+from scraperd.errors import DataError, WriteConflict
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +74,16 @@ class Context:
         """The keyword arguments of reader.context_query for this context."""
         return {"sitemask": self.sitemask, "subsite": self.subsite, "simmask": self.simmask, "task": self.task,
                 "aggregateno": self.aggregateno}
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a writer's state rests on: the last validity record of `context` (reader.last_validity
+    with `timefloor`) is SEQNO `seqno`, or there is none (None)."""
+
+    context: Context
+    seqno: int | None
+    timefloor: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -214,15 +229,26 @@ def _versiondates(conn: Connection, tables: DbiTables, records: Sequence[_Checke
 # ----------------------------------------------------------------------------------------------------------
 # Writing
 
-def write(engine: Engine, tables: DbiTables, record: Record) -> int:
+def write(engine: Engine, tables: DbiTables, record: Record, fences: Sequence[Fence] = ()) -> int:
     """Write one validity record and its payload rows in one transaction; return its SEQNO."""
-    return write_many(engine, tables, [record])[0]
+    return write_many(engine, tables, [record], fences)[0]
 
 
-def write_many(engine: Engine, tables: DbiTables, records: Sequence[Record]) -> list[int]:
+def _check_fences(conn: Connection, tables: DbiTables, fences: Sequence[Fence]) -> None:
+    """WriteConflict unless every fenced context's last validity record is still the expected one."""
+    for f in fences:
+        found = conn.execute(reader.last_validity_select(tables, f.context, f.timefloor)
+                             .with_only_columns(tables.vld.c.SEQNO)).scalar()
+        if found != f.seqno:
+            raise WriteConflict(tables.name, asdict(f.context), f.seqno, found)
+
+
+def write_many(engine: Engine, tables: DbiTables, records: Sequence[Record],
+               fences: Sequence[Fence] = ()) -> list[int]:
     """Write records in one transaction with consecutive SEQNOs, in order; return the SEQNOs.
 
     One LOCALSEQNO update for the batch, one executemany for the Vld rows and one for the payload.
+    fences: checked under the LOCALSEQNO lock before anything is written (WriteConflict, nothing written).
     """
     checked = [_check(tables, r, i) for i, r in enumerate(records)]
     if not checked:
@@ -231,6 +257,7 @@ def write_many(engine: Engine, tables: DbiTables, records: Sequence[Record]) -> 
         with engine.begin() as conn:
             last = _lock_seqno_row(conn, tables)
             if last is not None:
+                _check_fences(conn, tables, fences)
                 return _insert(conn, tables, checked, _reserve(conn, tables, last, len(checked)))
         # The table had no LOCALSEQNO row: nothing was written and the (empty) transaction is over.
         if attempt == 0:

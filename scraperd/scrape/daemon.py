@@ -1,8 +1,14 @@
 """The scraper daemon: the imperative shell around sampling.py.
 
     start()  connect, reflect the sources, create the target tables, and per source resume() from
-             the last validity record (seeding an empty context when configured). One path serves
-             first start, restart after kill -9 and reconnect after an outage: no state file.
+             the last validity record (seeding a context that holds no record at all, when
+             configured; starting at timefloor when timefloor hides every record). One path serves
+             first start, restart after kill -9, reconnect after an outage and a write conflict.
+    fence    every write is conditional on the last validity record of each source's context being
+             the one this process's state rests on (writer.Fence): a second copy of the section
+             (by hand beside supervisord's, or on another host) that wrote first makes the write
+             do nothing and raise WriteConflict, and lifecycle.py resumes from the target. Any
+             number of copies write exactly what one run writes.
     loop     one iteration = at most one collected sample per source. Rows are read in batches
              (one query returns many), so catching up a week of data does not crawl; the sampling
              decisions are the same as reading row by row. While behind, propagated records are
@@ -32,7 +38,7 @@ import sqlalchemy as sa
 from scraperd import config, lifecycle, logsetup, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.tables import DbiTables, create_tables
-from scraperd.dbi.writer import Context, Record
+from scraperd.dbi.writer import Context, Fence, Record
 from scraperd.errors import SourceError
 from scraperd.regimes.base import Regime, Scraper, Source
 from scraperd.scrape import aggregate, sampling, source
@@ -56,6 +62,7 @@ class SourceCursor:
     table: SourceTable
     context: Context
     sampler: Sampler
+    fence: Fence                                          # the context's last record, as this process knows it
     buffer: deque[SourceRow] = field(default_factory=deque)
     index: int = 0                                        # its place in the regime: breaks ties in the order
     pending: list[tuple[datetime, Record]] = field(default_factory=list)  # (sample time, record), uncommitted
@@ -133,18 +140,24 @@ class ScraperDaemon:
         floor = sampling.to_utc(s.timefloor, tz) if s.timefloor else None
         with retry.side("target"):
             last = reader.last_validity(self.target, self.tables, ctx, timefloor=floor)
-        if last is None:
+            empty = last is None and (floor is None or reader.last_validity(self.target, self.tables, ctx) is None)
+        if empty:  # a context holding any record, even one timefloor hides, is never seeded
             self._seed(st, ctx)
             with retry.side("target"):
                 last = reader.last_validity(self.target, self.tables, ctx, timefloor=floor)
-            assert last is not None
-        tcursor = sampling.tcursor_after(last.timeend, tz)
-        with retry.side("source"), self.source_engine.connect() as conn:
-            sv0 = source.row_at(conn, st, sampling.to_local(last.timestart, tz))
+        sv0 = None
+        if last is None:  # timefloor hides every record of the context: scraping starts at timefloor
+            assert s.timefloor is not None
+            tcursor, resumed = s.timefloor, "timefloor"
+        else:
+            tcursor, resumed = sampling.tcursor_after(last.timeend, tz), "last_record"
+            with retry.side("source"), self.source_engine.connect() as conn:
+                sv0 = source.row_at(conn, st, sampling.to_local(last.timestart, tz))
         sampler = sampling.resume(tcursor, sv0, s.offset)
-        log.info("startup", source=st.source.name, **tgt.context_fields(ctx), seqno=last.seqno,
-                 tcursor=self._fmt(tcursor), sv0=sv0.id if sv0 else None, target=self.spec.table)
-        return SourceCursor(source=st.source, table=st, context=ctx, sampler=sampler)
+        log.info("startup", source=st.source.name, **tgt.context_fields(ctx), seqno=last.seqno if last else None,
+                 resume=resumed, tcursor=self._fmt(tcursor), sv0=sv0.id if sv0 else None, target=self.spec.table)
+        return SourceCursor(source=st.source, table=st, context=ctx, sampler=sampler,
+                            fence=Fence(ctx, last.seqno if last else None, floor))
 
     def _seed(self, st: source.SourceTable, ctx: Context) -> None:
         s = self.s
@@ -156,8 +169,8 @@ class ScraperDaemon:
         start = sampling.to_utc(s.seed_timestart, s.source_tz)
         end = sampling.to_utc(s.seed_timeend, s.source_tz)
         rows = tgt.seed_payload(self.regime, st.source, self.spec)
-        with retry.side("target"):
-            seqno = writer.write(self.target, self.tables, Record(start, end, ctx, rows))
+        with retry.side("target"):  # fenced on "no record at all": two copies never both seed
+            seqno = writer.write(self.target, self.tables, Record(start, end, ctx, rows), [Fence(ctx, None)])
         log.info("seed", source=st.source.name, seqno=seqno, timestart=start, timeend=end, **tgt.context_fields(ctx))
 
     # ------------------------------------------------------------------------------------------------------
@@ -253,6 +266,7 @@ class ScraperDaemon:
         s = self.s
         assert self.tables is not None
         sv = cur.sampler.sv
+        vld = sampling.validity(sv[-1].date_time, s.interval, s.source_tz)
         if self.agg is not None:
             sv = self._with_aggregates(cur)
             filled = aggregate.fill_none(sv[-1].aggd or {}, self.agg)
@@ -260,6 +274,9 @@ class ScraperDaemon:
                 log.warning("aggregate_empty", source=cur.source.name, ids=[r.id for r in sv],
                             range=[self._fmt(sv[0].date_time), self._fmt(sv[-1].date_time)],
                             action="propagation skipped (set aggregate_none to write a value instead)")
+                # the sampler moves on as after a written record, so the next range starts here; a
+                # restart replays the same rows from the last written record to the same decisions
+                cur.sampler = sampling.propagated(cur.sampler, vld, s.source_tz)
                 return
             sv = (sv[0], sv[-1].with_aggd(filled))
         rows = [dict(r) for r in self.scraper.propagate(sv)]
@@ -267,7 +284,6 @@ class ScraperDaemon:
         if nulls and self.agg is None:
             log.warning("bad_row", source=cur.source.name, id=sv[-1].id, null_columns=nulls[:8],
                         action="written as NULL")
-        vld = sampling.validity(sv[-1].date_time, s.interval, s.source_tz)
         cur.pending.append((sv[-1].date_time, Record(vld.timestart, vld.timeend, cur.context, rows)))
         cur.sampler = sampling.propagated(cur.sampler, vld, s.source_tz)
         self.propagations += 1
@@ -300,8 +316,9 @@ class ScraperDaemon:
         if chosen:
             records = [cur.pending[n][1] for cur, n in chosen]
             with retry.side("target"):
-                seqnos = writer.write_many(self.target, self.tables, records)
+                seqnos = writer.write_many(self.target, self.tables, records, [c.fence for c in self.cursors])
             for seqno, (cur, _), rec in zip(seqnos, chosen, records, strict=True):
+                cur.fence = replace(cur.fence, seqno=seqno)
                 log.info("propagate", source=cur.source.name, seqno=seqno, rows=len(rec.rows),
                          timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
                          sitemask=rec.context.sitemask, subsite=rec.context.subsite)

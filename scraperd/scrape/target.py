@@ -3,8 +3,9 @@
 preflight() is what `check-config` and every daemon's start run: the source and target names
 resolve (my.cnf section or URL), the target .spec exists and takes what the regime writes, and no
 protected database would be seeded or dropped. A source's context (SITEMASK, SUBSITE) comes from
-its table name (dcsnames.py); SIMMASK and TASK from config. Seeding plants one record in an empty
-context so that scraping knows where in time it is; it is refused for a database named offline_db.
+its table name (dcsnames.py); SIMMASK and TASK from config. Seeding plants one record in a context
+that holds no record at all, so that scraping knows where in time it is. Seeding and dropping are
+refused for offline_db, recognised by its database name or by the ~/.my.cnf section naming it.
 """
 
 from __future__ import annotations
@@ -48,11 +49,23 @@ def context_fields(ctx: Context) -> dict[str, int]:
     return {"sitemask": ctx.sitemask, "subsite": ctx.subsite, "simmask": ctx.simmask, "task": ctx.task}
 
 
+def protected(url: URL, name: str, protected: Sequence[str] = PROTECTED_DATABASES) -> str | None:
+    """How a database is protected: "the ... database is offline_db" (its name in the URL), or "the ...
+    database is my.cnf section offline_db" (named by that section, whatever database it holds); else None."""
+    database = databases.database_name(url)
+    if database in protected:
+        return database
+    if not databases.is_url(name) and name in protected:
+        return f"my.cnf section {name}"
+    return None
+
+
 def refuse_protected(url: URL, loaded: config.Loaded, what: str, key: str) -> None:
     """ConfigError when `what` (seeding, dropping) would touch a protected database."""
-    name = databases.database_name(url)
-    if name in PROTECTED_DATABASES:
-        raise ConfigError(f"{what} refused: the target database is {name}", file=loaded.file.display,
+    assert isinstance(loaded.settings, config.TargetCommon)
+    found = protected(url, loaded.settings.target)
+    if found:
+        raise ConfigError(f"{what} refused: the target database is {found}", file=loaded.file.display,
                           section=loaded.name, key=key)
 
 
@@ -91,8 +104,9 @@ def preflight(loaded: config.Loaded) -> Checked:
     regime = config.load_regime(s.regime)
     src = resolve(loaded, "source")
     if isinstance(s, config.FakerSection):
-        if s.faker_dropsrc and databases.database_name(src) in PROTECTED_DATABASES + REAL_DCS_DATABASES:
-            raise ConfigError(f"faker_dropsrc refused: the source database is {databases.database_name(src)}",
+        found = protected(src, s.source, PROTECTED_DATABASES + REAL_DCS_DATABASES)
+        if s.faker_dropsrc and found:
+            raise ConfigError(f"faker_dropsrc refused: the source database is {found}",
                               file=loaded.file.display, section=loaded.name, key="faker_dropsrc")
         return Checked(source=src)
     assert isinstance(s, config.TargetCommon)
