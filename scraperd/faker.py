@@ -5,6 +5,8 @@ date_time = faker_timestart + n × interval (elapsed time, shown as local wall t
 a DST change looks as it would in the real DCS); without it, date_time is now() in source_tz.
 Values come from the regime's Faker and the `profile`. The rows of one iteration are inserted in one
 transaction, so a scraper joining tables (HV ⋈ HVPw) never sees half an iteration.
+Start-up (faker_dropsrc, the database, missing tables, reflection) is retried like the loop; the
+drop happens once per process: an attempt cut half way is done again whole, a reconnect never drops.
 """
 
 from __future__ import annotations
@@ -43,15 +45,17 @@ class FakerDaemon:
         return [t for src in self.regime_cls.sources for t in src.tables]
 
     def start(self) -> None:
-        if self.s.faker_dropsrc and not self.dropped:
-            created = dcsddl.recreate(self.url, self.ddl)
-            self.dropped = True  # once per process start, not again after a reconnect
-            log.info("faker_dropsrc", ddl=str(self.ddl), tables=len(created))
-        else:
-            databases.ensure_database(self.url)
-        if self.engine is None:
-            self.engine = databases.make_engine(self.url)
+        # every statement of start-up, the drop and the database creation too, is waited out like the loop
         with retry.side("source"):
+            if self.s.faker_dropsrc and not self.dropped:
+                # a cut attempt leaves no row yet, so the next one simply drops and recreates again
+                created = dcsddl.recreate(self.url, self.ddl)
+                self.dropped = True  # once it succeeded: once per process, not again after a reconnect
+                log.info("faker_dropsrc", ddl=str(self.ddl), tables=len(created))
+            else:
+                databases.ensure_database(self.url)
+            if self.engine is None:
+                self.engine = databases.make_engine(self.url)
             created = dcsddl.create_missing(self.engine, self.ddl, self.table_names)
             if created:
                 log.info("faker_created", tables=created)

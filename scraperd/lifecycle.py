@@ -7,6 +7,8 @@
                                                write conflict (another copy wrote first)
 
 The daemon object has start() (rebuild all state from the databases), loop() -> reason and close().
+Both run every database statement inside retry.side("source"|"target"), start-up's DDL, reflection
+and seeding included, so a server that is down or restarting is waited out wherever it is met.
 A signal never interrupts a write: it only sets the event the loop and the waits look at.
 """
 

@@ -24,7 +24,10 @@ from scraperd.logsetup import get_logger
 
 log = get_logger("scraperd.retry")
 
-# MySQL/MariaDB client and server codes of a lost, refused or killed connection
+# MySQL/MariaDB client and server codes of a lost, refused or killed connection. A server stopped or
+# restarting gives 2013 to a statement in flight, 2006 to an idle connection, 2002/2003 at every
+# connect; while it shuts down 1053 (shutdown in progress) and 1927 (MariaDB: connection killed).
+# 4031 is MySQL 8's "disconnected by the server" (MariaDB's 4031, a trigger error, scraperd never meets).
 _MYSQL_DISCONNECT = {1040, 1053, 1077, 1078, 1079, 1080, 1152, 1158, 1159, 1160, 1161, 1205, 1213, 1927,
                      2002, 2003, 2005, 2006, 2013, 2026, 2055, 4031}
 _SQLITE_TRANSIENT = ("database is locked", "unable to open database", "disk i/o error")  # lower case: matched against lowered text

@@ -1,7 +1,8 @@
 """Shared fixtures: one parametrised database fixture, SQLite and the real MariaDB.
 
 Under CI (CI=true or SCRAPERD_REQUIRE_MYSQL=1) a MariaDB test fails when the server cannot be
-reached; on a developer's machine it is skipped with the reason.
+reached; on a developer's machine it is skipped with the reason. `mariadb_server` is a private
+server a test may stop and start (tests/mariadbserver.py): the shared one never stops.
 """
 
 from __future__ import annotations
@@ -101,6 +102,16 @@ def make_db(backend: str, tmp_path: Path) -> Iterator[Callable[[str], TestDB]]:
 def db(make_db: Callable[[str], TestDB]) -> TestDB:
     """One fresh database (SQLite and MariaDB)."""
     return make_db("target")
+
+
+@pytest.fixture
+def mariadb_server(tmp_path: Path) -> Iterator[Any]:
+    """A private MariaDB server of this test's own, to stop, start or kill (tests/mariadbserver.py);
+    its log is kept as mariadb-server.log in the test's tmp_path."""
+    from tests.mariadbserver import private_mariadb
+
+    with private_mariadb(keep_log=tmp_path / "mariadb-server.log") as srv:
+        yield srv
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition",
