@@ -203,12 +203,15 @@ def _heads(dbs: Databases, loaded: config.Loaded,
            regime: type[Regime]) -> dict[str, datetime | None | BaseException]:
     """Source head (latest date_time, local) per source name, or the error met reading it."""
     out: dict[str, datetime | None | BaseException] = {}
+    s = loaded.settings
+    delay = s.source_delay if isinstance(s, config.ScraperSection) else timedelta(0)
+    until = source.horizon(s.source_tz, delay=delay)  # a scraper's source_delay holds rows back: they are no lag
     try:
-        engine = dbs.engine(loaded.settings.source, readonly=True)
+        engine = dbs.engine(s.source, readonly=True)
         with engine.connect() as conn:
             for src in regime.sources:
                 try:
-                    out[src.name] = source.head(conn, source.reflect(conn, src), source.horizon(loaded.settings.source_tz))
+                    out[src.name] = source.head(conn, source.reflect(conn, src), until)
                 except (sa.exc.SQLAlchemyError, ScraperdError) as exc:
                     out[src.name] = exc
     except (sa.exc.SQLAlchemyError, ScraperdError, OSError) as exc:
@@ -419,15 +422,16 @@ examples:
   scraperd status
   scraperd -c etc/demo.cfg status adtemp_scraper --json
 
-LAG is head − tcursor (tcursor = TIMEEND of the last record, in source local time); HB is that lag
-in effective heartbeats, heartbeat × (offset+1); PROP/1H counts the Vld rows inserted in the last
-hour (a seed record not among them). STATE is supervisord's ("-" when it does not answer, "absent"
+LAG is head − tcursor (tcursor = TIMEEND of the last record, in source local time; a scraper's head
+is the latest date_time at least source_delay old); HB is that lag in effective heartbeats,
+heartbeat × (offset+1); PROP/1H counts the Vld rows inserted in the last hour (a seed record not
+among them). STATE is supervisord's ("-" when it does not answer, "absent"
 when it has no such program). Exit 1 when a scraper lags more than its status_maxlag or cannot be
 read, 78 on a broken section; an averager whose target has no record yet (it is run by hand, now
 and then) is noted "not run yet", not failing.
 
-config keys read: source, target, kls, source_tz, timefloor, heartbeat, offset, status_maxlag,
-seed_target_tables, seed_timestart, seed_timeend
+config keys read: source, target, kls, source_tz, source_delay, timefloor, heartbeat, offset,
+status_maxlag, seed_target_tables, seed_timestart, seed_timeend
 """
 
 

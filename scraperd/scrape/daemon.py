@@ -198,7 +198,8 @@ class ScraperDaemon:
                 smp = cur.sampler
                 with retry.side("source"), self.source_engine.connect() as conn:
                     rows = source.rows_from(conn, cur.table, smp.tcursor, smp.last_seen, self.s.batch_size,
-                                            source.horizon(self.s.source_tz, self.s.interval))
+                                            source.horizon(self.s.source_tz, self.s.interval,
+                                                           self.s.source_delay))
                 cur.idle = not rows
                 if not rows:
                     return None
@@ -325,7 +326,8 @@ class ScraperDaemon:
         now = time.monotonic()
         if now - self.heads_read_at >= HEADS_EVERY_S:  # catching up propagates hundreds of times a second
             with retry.side("source"), self.source_engine.connect() as conn:
-                self.heads = [source.head(conn, cur.table, source.horizon(self.s.source_tz)) for cur in self.cursors]
+                until = source.horizon(self.s.source_tz, delay=self.s.source_delay)  # rows held back are no lag
+                self.heads = [source.head(conn, cur.table, until) for cur in self.cursors]
             self.heads_read_at = now
         for cur, head in zip(self.cursors, self.heads, strict=True):
             if head is not None:

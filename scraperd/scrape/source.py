@@ -35,12 +35,21 @@ EPOCH_GUARD = datetime(1971, 1, 1)  # zero dates and 1970 stamps of a resetting 
 FUTURE_TOLERANCE = timedelta(days=1)  # a DCS clock ahead by less than this is still believed
 
 
-def horizon(tz: ZoneInfo, interval: timedelta = timedelta(0)) -> datetime:
+def now_local(tz: ZoneInfo) -> datetime:
+    """The source's now: the real clock in source_tz, in whole seconds (as DCS stamps are)."""
+    return to_local(datetime.now(UTC).replace(tzinfo=None, microsecond=0), tz)
+
+
+def horizon(tz: ZoneInfo, interval: timedelta = timedelta(0), delay: timedelta = timedelta(0)) -> datetime:
     """The latest local date_time sampled now. A row dated later (a DCS clock gone wrong) waits until
     real time reaches it, so it neither drags tcursor into the future nor changes what is written; and
-    nothing is sampled whose validity would end after DBI's end of time."""
-    now = to_local(datetime.now(UTC).replace(tzinfo=None, microsecond=0), tz)
-    return min(now + FUTURE_TOLERANCE, to_local(END_OF_TIME - interval, tz))
+    nothing is sampled whose validity would end after DBI's end of time.
+
+    delay (source_delay): only rows at least that far behind now, so that a row committed up to that
+    late is still read in order; without one, a DCS clock up to FUTURE_TOLERANCE ahead is believed."""
+    now = now_local(tz)
+    latest = now - delay if delay else now + FUTURE_TOLERANCE
+    return min(latest, to_local(END_OF_TIME - interval, tz))
 
 
 @dataclass
