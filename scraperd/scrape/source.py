@@ -149,6 +149,33 @@ def head(conn: sa.Connection, st: SourceTable, until: datetime) -> datetime | No
     return conn.execute(sa.select(sa.func.max(st.date_time)).where(st.date_time < until + SECOND)).scalar()
 
 
+def max_id(conn: sa.Connection, st: SourceTable) -> int:
+    """The highest id of the main table (0 when empty): answered from the primary key alone."""
+    return int(conn.execute(sa.select(sa.func.max(st.id))).scalar() or 0)
+
+
+def id_indexed(st: SourceTable) -> bool:
+    """Whether an id range of the main table is an index range (the id primary key, in DCS tables)."""
+    keys = [st.main.primary_key.columns, *(ix.columns for ix in st.main.indexes)]
+    return any(next(iter(cols), None) is st.id for cols in keys)
+
+
+def ids_after(conn: sa.Connection, st: SourceTable, after: int, limit: int) -> list[tuple[int, datetime | None]]:
+    """(id, date_time) of up to `limit` main-table rows with id > after, by id: a primary-key range."""
+    q = sa.select(st.id, st.date_time).where(st.id > after).order_by(st.id).limit(limit)
+    return [(int(i), dt) for i, dt in conn.execute(q)]
+
+
+def inserted_after(conn: sa.Connection, st: SourceTable, row: SourceRow, upto_id: int,
+                   since: datetime) -> list[tuple[int, datetime]]:
+    """(id, date_time), by id, of main-table rows inserted after `row` (id above its, up to upto_id) yet
+    dated before it, at or after `since`: no ORDER BY/LIMIT, so that the server may walk whichever of
+    the two ranges (ids after the row, or [since, row's date_time)) is shorter."""
+    q = sa.select(st.id, st.date_time).where(st.id > row.id, st.id <= upto_id, st.date_time >= since,
+                                             st.date_time < row.date_time)
+    return sorted((int(i), dt) for i, dt in conn.execute(q))
+
+
 def count_bad_dates(conn: sa.Connection, st: SourceTable, until: datetime) -> tuple[int, int]:
     """(rows with zero, 1970 or NULL date_time, rows dated after `until`): reported once at start-up."""
     old = sa.select(sa.func.count()).select_from(st.main).where(
