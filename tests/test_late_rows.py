@@ -1,7 +1,7 @@
 """Late source rows (committed after the scraper read past their date_time) and source_delay.
 
 A late row is never read by the run that passed its date_time, while a rebuild reads it: it must
-be reported (`late_row`), and a source_delay longer than the commit delay
+be reported (`late_row`, counted by `status`), and a source_delay longer than the commit delay
 must read it in order, giving what a rebuild gives. The pure verdict (sampling.missed) is checked
 against the sampling core by hypothesis; the rest on real SQLite and MariaDB, with a stopped clock
 where the horizon matters (source rows are dated 2011).
@@ -10,6 +10,8 @@ where the horizon matters (source rows are dated 2011).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -272,7 +274,7 @@ def test_many_late_rows_are_ten_events_and_one_summary(make_db, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# status
+# status, from the log file supervisord writes
 
 
 def status(capsys, *args: str) -> tuple[int, str]:
@@ -286,6 +288,53 @@ def no_supervisord(tmp_path: Path) -> Path:
     conf = tmp_path / "supervisord.conf"
     conf.write_text(f"[supervisorctl]\nserverurl = unix://{tmp_path / 'nobody.sock'}\n")
     return conf
+
+
+def test_status_counts_the_late_rows_of_the_last_day_from_the_log_and_says_when_it_cannot(make_db, tmp_path,
+                                                                                          capsys):
+    cfg, src, tgt = setup(make_db, tmp_path)
+    logdir = tmp_path / "log"
+    logdir.mkdir()
+    log = logdir / "s.log"
+    with log.open("w") as out:  # as supervisord runs it: JSON lines on stdout, into the file
+        proc = subprocess.Popen([sys.executable, "-m", "scraperd", "-c", str(cfg), "run", "s"], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        def logged() -> list[dict]:
+            return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+        wait_until(lambda: any(e["event"] == "sample" and e["ids"][-1] == 10 for e in logged()), timeout=30,
+                   what="row 10 sampled")
+        insert_rows(src.url, TABLE, [LATE])
+        wait_until(lambda: any(e["event"] == "late_row" for e in logged()), timeout=30, what="a late_row line")
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    (ev,) = [e for e in logged() if e["event"] == "late_row"]
+    assert (ev["id"], ev["date_time"], ev["level"]) == (11, "2011-02-01 00:00:55", "warning")
+    old = {"source": TABLE, "id": 3, "event": "late_row", "level": "warning", "ts": "2011-02-01T00:00:00Z"}
+    log.write_text(json.dumps(old) + "\n" + log.read_text())  # a report older than a day is not counted
+
+    base = ["-c", str(cfg), "status", "s", "--supervisor-conf", str(no_supervisord(tmp_path))]
+    rc, out = status(capsys, *base, "--json", "--logdir", str(logdir))
+    section = json.loads(out)["sections"][0]
+    assert rc == 0 and section["log"] == {"file": str(log), "error": None}
+    assert [(r["source"], r["late_rows_24h"]) for r in section["sources"]] == [(TABLE, 1)]
+    rc, table = status(capsys, *base, "--logdir", str(logdir))
+    header, line = table.splitlines()[:2]
+    at = header.index("LATE/24H")
+    assert line[at:].split()[0] == "1"
+
+    # a log status cannot read is "-" and a reason, never 0
+    elsewhere = tmp_path / "elsewhere"
+    rc, out = status(capsys, *base, "--json", "--logdir", str(elsewhere))
+    section = json.loads(out)["sections"][0]
+    assert rc == 0 and section["log"]["error"] == f"no log file {elsewhere / 's.log'}"
+    assert section["sources"][0]["late_rows_24h"] is None
+    rc, table = status(capsys, *base, "--logdir", str(elsewhere))
+    header, line = table.splitlines()[:2]
+    assert line[header.index("LATE/24H"):].split()[0] == "-"
+    assert f"s: LATE/24H not counted: no log file {elsewhere / 's.log'}" in table
 
 
 # ------------------------------------------------------------------------------------------------------------
