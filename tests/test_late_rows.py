@@ -20,11 +20,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
 from scraperd import cli, config
+from scraperd.regimes.base import Source
 from scraperd.scrape import daemon, sampling, source
 from scraperd.scrape.sampling import SourceRow
 from tests.conftest import wait_until
@@ -259,6 +261,36 @@ def test_a_late_row_in_the_gap_after_the_last_record_is_not_reported(make_db, tm
     with src.engine.begin() as conn:
         conn.exec_driver_sql(f"DELETE FROM {TABLE} WHERE id = 13")
     assert target_rows(tgt.engine, "DcsAdTemp") == rebuild(make_db, tmp_path, src)  # 11 and 12 change nothing
+
+
+def test_a_reconnect_looks_at_the_rows_committed_meanwhile_once_without_repeating_reports(make_db, tmp_path):
+    cfg, src, tgt = setup(make_db, tmp_path)
+    scraper = daemon.ScraperDaemon(config.load_section(cfg, "s"), threading.Event(), until_caught_up=True)
+    try:
+        with structlog.testing.capture_logs() as events:
+            scraper.start()
+            assert scraper.loop() == "caught_up"
+            insert_rows(src.url, TABLE, [LATE])  # committed while the connection was down
+            scraper.start()  # what lifecycle does after a lost connection: resume from the target
+            assert scraper.loop() == "caught_up"
+            scraper.start()
+            assert scraper.loop() == "caught_up"
+    finally:
+        scraper.close()
+    (ev,) = events_named(events, "late_row")  # the id head was kept: seen by the next read, once
+    assert (ev["id"], ev["found"]) == (11, "poll")
+
+
+def test_a_source_whose_id_is_not_indexed_is_not_watched():
+    md = sa.MetaData()
+    plain = sa.Table("T", md, sa.Column("id", sa.Integer), sa.Column("date_time", sa.DateTime))
+    keyed = sa.Table("K", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("date_time", sa.DateTime))
+    indexed = sa.Table("I", md, sa.Column("id", sa.Integer, index=True), sa.Column("date_time", sa.DateTime))
+
+    def st(t: sa.Table) -> source.SourceTable:
+        return source.SourceTable(source=Source(t.name), tables=(t,), columns=tuple(t.c), names=tuple(t.c.keys()))
+
+    assert not source.id_indexed(st(plain)) and source.id_indexed(st(keyed)) and source.id_indexed(st(indexed))
 
 
 def test_many_late_rows_are_ten_events_and_one_summary(make_db, tmp_path):
