@@ -311,6 +311,11 @@ class ScraperSection(TargetCommon):
     threshold: Float = Field(1.0, description="Change threshold handed to the regime's changed().")
     tunesleepmod: Int = Field(1, ge=1, description="Tune the sleep after every Nth propagation.")
     batch_size: Int = Field(2000, ge=1, description="Source rows read per query when catching up.")
+    source_delay: Duration = Field(timedelta(0), description="Read a source row only once its date_time is at "
+                                   "least this far behind now (source_tz): rows the DCS commits up to this late are "
+                                   "still read in order (Kafka Connect's timestamp.delay), and rows held back are no "
+                                   "lag. 0: at once, believing a DCS clock up to a day ahead. Scrapers only (the "
+                                   "averager reads complete past bins).")
 
 
 class FakerSection(Common):

@@ -14,7 +14,11 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
     progress      long work (averager): done, total, rows_per_s, eta_s
     shutdown      clean stop: reason (SIGTERM, SIGINT, maxiter, caught_up)
     warning-level events name the condition: aggregate_empty, aggregate_mismatch, bad_row,
-                  binsize_changed, duplicate_date_time, empty_record; error level: source_error (then a db_retry)
+                  binsize_changed, duplicate_date_time, empty_record, late_row, late_rows_unwatched;
+                  error level: source_error (then a db_retry)
+    late_row      a source row committed after the scraper read past its date_time (never read; a rebuild
+                  would read it): source, id, date_time, late_s, found (poll|startup), action; beyond 10
+                  per look, one more with rows, first_id, last_id
 
 The averager's `sample` (one per territory bin of a source) has n, range, groups, rows, state
 "replay", proceed; its `shutdown` has bins (grouped queries), cells (of the territory grid: one

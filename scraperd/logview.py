@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -194,6 +195,51 @@ def follow(path: Path, flt: Filter, write: Callable[[str], None], *, stop: threa
             fh.close()
 
 
+def rotated(path: Path) -> list[Path]:
+    """The file and its rotated predecessors, newest first: x.log, x.log.1, x.log.2, ... (supervisord's)."""
+    older = [p for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()]
+    return [path, *sorted(older, key=lambda p: int(p.suffix[1:]))]
+
+
+def count_events(path: Path, event: str, since: datetime) -> Counter[str]:
+    """Per source, the `event` events at or after `since` in a section's log file and, while they
+    reach back that far, its rotated predecessors; one with rows=N (a summary) counts N.
+
+    Only lines naming the event are parsed, so a day of a busy log reads fast. FileNotFoundError when
+    the file itself is missing, OSError when it cannot be read."""
+    counts: Counter[str] = Counter()
+    for n, file in enumerate(rotated(path)):
+        try:
+            fh = file.open(errors="replace")
+        except FileNotFoundError:
+            if n == 0:
+                raise
+            break
+        first: datetime | None = None
+        with fh:
+            for line in fh:
+                if first is None and line.startswith("{"):
+                    first = parse_ts(_parsed(line).get("ts"))
+                if event not in line:
+                    continue
+                e = _parsed(line)
+                ts = parse_ts(e.get("ts"))
+                if e.get("event") == event and ts is not None and ts >= since:
+                    rows = e.get("rows", 1)
+                    counts[str(e.get("source"))] += rows if isinstance(rows, int) else 1
+        if first is not None and first < since:
+            break  # the older files end before this one begins
+    return counts
+
+
+def _parsed(line: str) -> dict[str, Any]:
+    try:
+        e = json.loads(line)
+    except ValueError:
+        return {}
+    return e if isinstance(e, dict) else {}
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     path = Path(args.logfile) if args.logfile else logfile_for(args.section)
     events = frozenset(e.strip() for arg in args.event or [] for e in arg.split(",") if e.strip())
@@ -225,7 +271,7 @@ examples:
   scraperd logs pmthv_scraper -f --event propagate,db_retry,shutdown
 
 Event names: startup, seed, sample, propagate, tune, db_retry, seqno_repair, fake, progress,
-shutdown, and warnings named after their condition (bad_row, aggregate_empty, ...).
+shutdown, and warnings named after their condition (bad_row, late_row, aggregate_empty, ...).
 """
 
 

@@ -7,7 +7,8 @@ context how far the target is behind its source.
 Per context of a scraper or averager: the last validity record (dbi.reader.last_validity, the one a
 restart resumes from), the source head (latest date_time, local), the lag = head − tcursor with
 tcursor = TIMEEND in source local time, that lag in effective heartbeats (heartbeat × (offset+1)),
-and the Vld rows inserted in the last hour (not the seed). Fakers show their state and source head only.
+and the Vld rows inserted in the last hour (not the seed); for a scraper, the `late_row` events of the
+last day in its log file (late source rows it could not read). Fakers show their state and source head only.
 supervisord is asked over its unix socket (named in deploy/supervisord.conf); when it does not
 answer the state is "-".
 
@@ -36,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from supervisor.xmlrpc import SupervisorTransport
 
-from scraperd import config, databases
+from scraperd import config, databases, logview
 from scraperd.dbi import reader
 from scraperd.dbi.tables import DbiTables, tables_for
 from scraperd.dbi.writer import Context
@@ -44,10 +45,11 @@ from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError
 from scraperd.regimes.base import Regime
 from scraperd.scrape import sampling, source
 from scraperd.scrape import target as tgt
-from scraperd.supervisor import ALL, SUPERVISORD_CONF
+from scraperd.supervisor import ALL, DEFAULT_LOG_DIR, SUPERVISORD_CONF, logfile_for
 
 TIME = "%Y-%m-%d %H:%M:%S"
 RECENT = timedelta(hours=1)
+LATE_WINDOW = timedelta(days=1)  # late_row events counted: rare, and worth seeing the morning after
 NOT_RUN = "not run yet"  # an averager's target without a record: a note, not a failure
 RPC_TIMEOUT_S = 5.0
 
@@ -63,6 +65,7 @@ class Program:
     pid: int | None
     uptime_s: int | None
     exitstatus: int | None
+    logfile: str | None = None  # where supervisord writes its stdout: the JSON log
 
 
 def supervisor_url(conf: Path) -> tuple[str, str | None, str | None]:
@@ -109,7 +112,7 @@ def programs(conf: Path) -> dict[str, Program] | None:
         running = info["statename"] == "RUNNING"
         out[info["name"]] = Program(state=info["statename"], pid=info["pid"] or None,
                                     uptime_s=int(info["now"] - info["start"]) if running else None,
-                                    exitstatus=info.get("exitstatus"))
+                                    exitstatus=info.get("exitstatus"), logfile=info.get("stdout_logfile") or None)
     return out
 
 
@@ -203,12 +206,15 @@ def _heads(dbs: Databases, loaded: config.Loaded,
            regime: type[Regime]) -> dict[str, datetime | None | BaseException]:
     """Source head (latest date_time, local) per source name, or the error met reading it."""
     out: dict[str, datetime | None | BaseException] = {}
+    s = loaded.settings
+    delay = s.source_delay if isinstance(s, config.ScraperSection) else timedelta(0)
+    until = source.horizon(s.source_tz, delay=delay)  # a scraper's source_delay holds rows back: they are no lag
     try:
-        engine = dbs.engine(loaded.settings.source, readonly=True)
+        engine = dbs.engine(s.source, readonly=True)
         with engine.connect() as conn:
             for src in regime.sources:
                 try:
-                    out[src.name] = source.head(conn, source.reflect(conn, src), source.horizon(loaded.settings.source_tz))
+                    out[src.name] = source.head(conn, source.reflect(conn, src), until)
                 except (sa.exc.SQLAlchemyError, ScraperdError) as exc:
                     out[src.name] = exc
     except (sa.exc.SQLAlchemyError, ScraperdError, OSError) as exc:
@@ -287,8 +293,27 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
     return {"sources": rows}
 
 
+def count_late(entry: dict[str, Any], proc: Program | None, logdir: Path | None, now: datetime) -> None:
+    """late_rows_24h of a scraper's source rows, from its log file: the one named by --logdir, else
+    the one supervisord writes, else var/log/<section>.log. None, and entry["log"]["error"] saying
+    why, when the file cannot be read: never a 0 that was not counted."""
+    name = entry["section"]
+    named = proc.logfile if proc is not None and logdir is None else None
+    path = Path(named) if named else logfile_for(name, logdir)
+    entry["log"] = {"file": str(path), "error": None}
+    counts = None
+    try:
+        counts = logview.count_events(path, "late_row", now.replace(tzinfo=UTC) - LATE_WINDOW)
+    except FileNotFoundError:
+        entry["log"]["error"] = f"no log file {path}"
+    except OSError as exc:
+        entry["log"]["error"] = f"cannot read {path}: {exc.strerror or exc}"
+    for r in entry["sources"]:
+        r["late_rows_24h"] = None if counts is None else counts.get(r["source"], 0)
+
+
 def collect(cfg: config.ConfigFile, names: Sequence[str], supervisor_conf: Path | None,
-            now: datetime | None = None) -> tuple[dict[str, Any], Databases]:
+            now: datetime | None = None, logdir: Path | None = None) -> tuple[dict[str, Any], Databases]:
     """The status document of the named sections (the JSON of --json)."""
     now = now or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     url = supervisor_url(supervisor_conf)[0] if supervisor_conf else None
@@ -301,7 +326,7 @@ def collect(cfg: config.ConfigFile, names: Sequence[str], supervisor_conf: Path 
             "section": name, "mode": None, "host": None,
             "state": "-" if procs is None else (proc.state if proc else "absent"),
             "pid": proc.pid if proc else None, "uptime_s": proc.uptime_s if proc else None,
-            "status_maxlag_s": None, "config_error": False, "errors": [], "sources": []}
+            "status_maxlag_s": None, "config_error": False, "errors": [], "sources": [], "log": None}
         sections.append(entry)
         try:
             loaded = config.validate(cfg, name)
@@ -319,6 +344,8 @@ def collect(cfg: config.ConfigFile, names: Sequence[str], supervisor_conf: Path 
             entry.update(section_status(loaded, dbs, now))
         except (sa.exc.SQLAlchemyError, ScraperdError, OSError) as exc:
             entry["errors"] = [brief(exc)]
+        if isinstance(s, config.ScraperSection):
+            count_late(entry, proc, logdir, now)
     lagging = [f"{e['section']}:{r['source']}" for e in sections for r in e["sources"] if r.get("lagging")]
     failing = [e["section"] for e in sections
                if e["mode"] in ("scraper", "averager") and (e["errors"] or any(r.get("error") for r in e["sources"]))]
@@ -347,7 +374,7 @@ def _duration(seconds: float | None) -> str:
 
 
 COLUMNS = ("section", "mode", "state", "uptime", "source", "seqno", "timestart(utc)", "insertdate(utc)",
-           "head(local)", "lag", "hb", "prop/1h", "note")
+           "head(local)", "lag", "hb", "prop/1h", "late/24h", "note")
 
 
 def table_rows(doc: dict[str, Any]) -> list[dict[str, str]]:
@@ -371,7 +398,10 @@ def table_rows(doc: dict[str, Any]) -> list[dict[str, str]]:
                         "head(local)": r.get("head") or "-", "lag": _duration(r.get("lag_s")),
                         "hb": "-" if hb is None else f"{hb:.1f}",
                         "prop/1h": "-" if r.get("propagations_1h") is None else str(r["propagations_1h"]),
+                        "late/24h": "-" if r.get("late_rows_24h") is None else str(r["late_rows_24h"]),
                         "note": note})
+            if e["mode"] != "scraper":  # only scrapers read rows one by one: late rows are theirs
+                row["late/24h"] = ""
             if e["mode"] == "faker":
                 for k in ("seqno", "timestart(utc)", "insertdate(utc)", "lag", "hb", "prop/1h"):
                     row[k] = ""
@@ -388,6 +418,8 @@ def render(doc: dict[str, Any]) -> str:
     where = f"at {sv['serverurl']}" if sv["serverurl"] else "(no supervisord config)"
     lines.append(f"supervisord: {'running' if sv['reachable'] else 'not answering'} {where}"
                  f"  ({doc['config']}, now {doc['now_utc']} UTC)")
+    lines += [f"{e['section']}: LATE/24H not counted: {e['log']['error']} (--logdir DIR names the log directory)"
+              for e in doc["sections"] if e.get("log") and e["log"]["error"]]
     return "\n".join(lines)
 
 
@@ -402,7 +434,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     conf: Path | None = Path(args.supervisor_conf) if args.supervisor_conf else SUPERVISORD_CONF
     if not args.supervisor_conf and not SUPERVISORD_CONF.exists():
         conf = None  # scraperd installed without its deploy/ tree: no supervisord to ask
-    doc, dbs = collect(cfg, names, conf)
+    doc, dbs = collect(cfg, names, conf, logdir=Path(args.logdir) if args.logdir else None)
     dbs.close()
     if args.json:
         print(dbs.mask(json.dumps(doc, indent=2)))
@@ -419,15 +451,20 @@ examples:
   scraperd status
   scraperd -c etc/demo.cfg status adtemp_scraper --json
 
-LAG is head − tcursor (tcursor = TIMEEND of the last record, in source local time); HB is that lag
-in effective heartbeats, heartbeat × (offset+1); PROP/1H counts the Vld rows inserted in the last
-hour (a seed record not among them). STATE is supervisord's ("-" when it does not answer, "absent"
-when it has no such program). Exit 1 when a scraper lags more than its status_maxlag or cannot be
-read, 78 on a broken section; an averager whose target has no record yet (it is run by hand, now
-and then) is noted "not run yet", not failing.
+LAG is head − tcursor (tcursor = TIMEEND of the last record, in source local time; a scraper's head
+is the latest date_time at least source_delay old); HB is that lag in effective heartbeats,
+heartbeat × (offset+1); PROP/1H counts the Vld rows inserted in the last hour (a seed record not
+among them). LATE/24H counts a scraper's `late_row` warnings of the last 24 hours — source rows
+committed after it had read past their date_time, which it never reads but a rebuild would — in
+its log file (and the rotated ones before it): the file supervisord names for the program, else
+var/log/<section>.log, or in --logdir; "-" when the file cannot be read, with the reason below the
+table. STATE is supervisord's ("-" when it does not answer, "absent" when it has no such program).
+Exit 1 when a scraper lags more than its status_maxlag or cannot be read, 78 on a broken section;
+an averager whose target has no record yet (it is run by hand, now and then) is noted "not run
+yet", not failing. Late rows never change the exit code.
 
-config keys read: source, target, kls, source_tz, timefloor, heartbeat, offset, status_maxlag,
-seed_target_tables, seed_timestart, seed_timeend
+config keys read: source, target, kls, source_tz, source_delay, timefloor, heartbeat, offset,
+status_maxlag, seed_target_tables, seed_timestart, seed_timeend
 """
 
 
@@ -440,4 +477,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="one JSON document instead of the table")
     p.add_argument("--supervisor-conf", metavar="PATH",
                    help=f"supervisord config naming its socket (default {SUPERVISORD_CONF})")
+    p.add_argument("--logdir", metavar="DIR", help="directory of the programs' log files, read for LATE/24H "
+                   f"(default: the file supervisord names, else {DEFAULT_LOG_DIR})")
     p.set_defaults(func=cmd_status)

@@ -68,8 +68,10 @@ def no_supervisord(tmp_path: Path) -> Path:
 
 
 def status_of(cfg: Path, conf: Path, capsys, *args: str) -> tuple[int, str]:
+    """`scraperd status`, reading log files next to the config (never the checkout's var/log)."""
     capsys.readouterr()
-    rc = cli_main(["-c", str(cfg), "status", *args, "--supervisor-conf", str(conf)])
+    rc = cli_main(["-c", str(cfg), "status", *args, "--supervisor-conf", str(conf),
+                   "--logdir", str(cfg.parent / "log")])
     return rc, capsys.readouterr().out
 
 
@@ -82,6 +84,8 @@ def test_status_reports_last_record_head_lag_and_recent_propagations(make_db, tm
     cfg = manual_cfg(tmp_path / "scraper.cfg", url_text(src), url_text(tgt))
     run_section(cfg, "adtemp_faker", maxiter=40)     # ids 1..40: 00:00:10 .. 00:06:40 local
     run_section(cfg, "adtemp_scraper", maxiter=22)   # the seed and three records, the last ending 00:04:40
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "adtemp_scraper.log").write_text("")  # its log, without a late_row
 
     rc, out = status_of(cfg, no_supervisord, capsys, "--json")
     assert rc == 0
@@ -98,7 +102,7 @@ def test_status_reports_last_record_head_lag_and_recent_propagations(make_db, tm
         "timestart": "2011-01-31 16:04:30", "timeend": "2011-01-31 16:04:40", "insertdate": row["insertdate"],
         "seed": False, "tcursor": "2011-02-01 00:04:40", "head": "2011-02-01 00:06:40",
         "lag_s": 120.0, "lag_heartbeats": 12.0, "propagations_1h": 3, "lagging": False, "error": None,
-        "note": None}  # not the seed
+        "note": None, "late_rows_24h": 0}  # not the seed
     inserted = datetime.strptime(row["insertdate"], "%Y-%m-%d %H:%M:%S")
     assert abs(inserted - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
 
@@ -106,10 +110,10 @@ def test_status_reports_last_record_head_lag_and_recent_propagations(make_db, tm
     assert rc == 0
     header, faker_line, scraper_line, footer = table.splitlines()
     assert header.split() == ["SECTION", "MODE", "STATE", "UPTIME", "SOURCE", "SEQNO", "TIMESTART(UTC)",
-                              "INSERTDATE(UTC)", "HEAD(LOCAL)", "LAG", "HB", "PROP/1H", "NOTE"]
+                              "INSERTDATE(UTC)", "HEAD(LOCAL)", "LAG", "HB", "PROP/1H", "LATE/24H", "NOTE"]
     assert faker_line.split() == ["adtemp_faker", "faker", "-", "-", "DBNS_SAB_Temp", "2011-02-01", "00:06:40"]
     assert scraper_line.split()[:7] == ["adtemp_scraper", "scraper", "-", "-", "DBNS_SAB_Temp", "4", "2011-01-31"]
-    assert scraper_line.split()[-4:] == ["00:06:40", "0:02:00", "12.0", "3"]  # head, lag, hb, prop/1h
+    assert scraper_line.split()[-5:] == ["00:06:40", "0:02:00", "12.0", "3", "0"]  # head, lag, hb, prop/1h, late
     assert footer.startswith("supervisord: not answering at unix://")
 
     # effective heartbeats are heartbeat × (offset+1); the lag is read against each scraper's own limit

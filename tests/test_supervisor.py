@@ -302,6 +302,10 @@ def test_fleet_runs_under_supervisord_and_stops_cleanly(make_db, backend, tmp_pa
     assert {n: by_name[n]["state"] for n in names} == dict.fromkeys(names, "RUNNING")
     assert all(by_name[n]["uptime_s"] is not None for n in names)
     assert all(r["seqno"] for n in ("adtemp_scraper", "pmthv_scraper") for r in by_name[n]["sources"])
+    # late rows are counted in the log file supervisord names for the program
+    assert by_name["adtemp_scraper"]["log"] == {"file": str(sv.logdir / "adtemp_scraper.log"), "error": None}
+    assert all(r["late_rows_24h"] == 0 for n in ("adtemp_scraper", "pmthv_scraper")
+               for r in by_name[n]["sources"])
     assert cli_main(["-c", str(cfg), "status", "--supervisor-conf", str(sv.conf)]) == 0
     status_out += capsys.readouterr().out
 

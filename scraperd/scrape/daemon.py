@@ -41,7 +41,7 @@ from scraperd.dbi.tables import DbiTables, create_tables
 from scraperd.dbi.writer import Context, Fence, Record
 from scraperd.errors import SourceError
 from scraperd.regimes.base import Regime, Scraper, Source
-from scraperd.scrape import aggregate, sampling, source
+from scraperd.scrape import aggregate, late, sampling, source
 from scraperd.scrape import target as tgt
 from scraperd.scrape.sampling import Sampler, SourceRow
 from scraperd.scrape.source import SourceTable
@@ -97,6 +97,7 @@ class ScraperDaemon:
         self.propagations = 0
         self.sleep_s = s.sleep.total_seconds()
         self.effective_heartbeat = s.heartbeat * (s.offset + 1)
+        self.late = late.Watcher(s.source_tz, s.timeformat)  # id heads: kept across reconnects
 
     # ------------------------------------------------------------------------------------------------------
     # start-up: the one path for start, restart and reconnect
@@ -123,6 +124,7 @@ class ScraperDaemon:
         for st in tables:
             self.cursors.append(self._resume(st))
             self.cursors[-1].index = len(self.cursors) - 1
+        self._watch_late_from_start()
         self.heads_read_at = -HEADS_EVERY_S  # the cursors are new: read their heads now
         self._tune()  # a restart far behind catches up at once, without first sleeping `sleep` per sample
 
@@ -211,7 +213,9 @@ class ScraperDaemon:
                 smp = cur.sampler
                 with retry.side("source"), self.source_engine.connect() as conn:
                     rows = source.rows_from(conn, cur.table, smp.tcursor, smp.last_seen, self.s.batch_size,
-                                            source.horizon(self.s.source_tz, self.s.interval))
+                                            source.horizon(self.s.source_tz, self.s.interval,
+                                                           self.s.source_delay))
+                    self.late.poll(conn, cur.table, smp, rows)
                 cur.idle = not rows
                 if not rows:
                     return None
@@ -224,6 +228,12 @@ class ScraperDaemon:
                             date_time=self._fmt(row.date_time), action="ignored; the first row by id counts")
             if collected:
                 return row
+
+    def _watch_late_from_start(self) -> None:
+        """The id head of every source, and late rows committed while no scraper ran (late.py)."""
+        with retry.side("source"), self.source_engine.connect() as conn:
+            for cur in self.cursors:
+                self.late.start(conn, cur.table, cur.sampler)
 
     def _iterate_source(self, cur: SourceCursor) -> bool:
         if len(cur.pending) >= AHEAD_RECORDS:
@@ -342,7 +352,8 @@ class ScraperDaemon:
         now = time.monotonic()
         if now - self.heads_read_at >= HEADS_EVERY_S:  # catching up propagates hundreds of times a second
             with retry.side("source"), self.source_engine.connect() as conn:
-                self.heads = [source.head(conn, cur.table, source.horizon(self.s.source_tz)) for cur in self.cursors]
+                until = source.horizon(self.s.source_tz, delay=self.s.source_delay)  # rows held back are no lag
+                self.heads = [source.head(conn, cur.table, until) for cur in self.cursors]
             self.heads_read_at = now
         for cur, head in zip(self.cursors, self.heads, strict=True):
             if head is not None:

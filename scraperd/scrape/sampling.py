@@ -16,6 +16,9 @@ Rules that make the output depend on the source only, never on when or how often
   in UTC; tcursor = that end back in local time. Start-up does the same conversion of TIMEEND.
 - Rows whose date_time equals an already seen one (true duplicates, or the repeated hour of an
   autumn DST change) are ignored; the first by id counts. Restoring sv[0] takes the first by id.
+- A row that appears after the run read past its date_time is never read, though a rebuild reads
+  it; missed() tells such a late row from one still ahead or one a rebuild skips too (late.py
+  reports it).
 """
 
 from __future__ import annotations
@@ -113,6 +116,28 @@ def step(state: Sampler, row: SourceRow) -> tuple[Sampler, bool, Ignored | None]
         return Sampler(state.tcursor, state.sv, state.offset, state.skip - 1, dt, state.n), False, "skipped"
     sv = (state.sv[0], row) if state.sv else (row,)
     return Sampler(state.tcursor, sv, state.offset, state.offset, dt, state.n + 1), True, None
+
+
+def missed(state: Sampler, read_to: datetime | None, dt: datetime) -> bool:
+    """Whether a row dated dt that this run has not read never will be, although a rebuild from the
+    source would read it: a late row.
+
+    read_to is the latest date_time already read from the source, rows not yet stepped included (the
+    read buffer); the run goes on from max(tcursor, just after max(last_seen, read_to)). A row before
+    tcursor in the gap after sv[0] (tcursor = sv[0] + interval after a propagation), or before a
+    tcursor that no row was collected after yet, is skipped by a rebuild too; one dated exactly at the
+    last row read is its ignored twin. A row in the gap after an earlier propagation counts as missed
+    (the state does not remember old gaps), though a rebuild skips it as well.
+    """
+    read = [t for t in (state.last_seen, read_to) if t is not None]
+    if dt >= state.tcursor and all(dt > t for t in read):
+        return False  # still ahead: read in order
+    if dt in read:
+        return False
+    if dt < state.tcursor:
+        gap_from = state.sv[0].date_time if state.sv and state.sv[0].date_time < state.tcursor else None
+        return gap_from is not None and dt < gap_from
+    return True
 
 
 def judge(state: Sampler, changed: bool, maxage: timedelta) -> Sample:

@@ -35,12 +35,21 @@ EPOCH_GUARD = datetime(1971, 1, 1)  # zero dates and 1970 stamps of a resetting 
 FUTURE_TOLERANCE = timedelta(days=1)  # a DCS clock ahead by less than this is still believed
 
 
-def horizon(tz: ZoneInfo, interval: timedelta = timedelta(0)) -> datetime:
+def now_local(tz: ZoneInfo) -> datetime:
+    """The source's now: the real clock in source_tz, in whole seconds (as DCS stamps are)."""
+    return to_local(datetime.now(UTC).replace(tzinfo=None, microsecond=0), tz)
+
+
+def horizon(tz: ZoneInfo, interval: timedelta = timedelta(0), delay: timedelta = timedelta(0)) -> datetime:
     """The latest local date_time sampled now. A row dated later (a DCS clock gone wrong) waits until
     real time reaches it, so it neither drags tcursor into the future nor changes what is written; and
-    nothing is sampled whose validity would end after DBI's end of time."""
-    now = to_local(datetime.now(UTC).replace(tzinfo=None, microsecond=0), tz)
-    return min(now + FUTURE_TOLERANCE, to_local(END_OF_TIME - interval, tz))
+    nothing is sampled whose validity would end after DBI's end of time.
+
+    delay (source_delay): only rows at least that far behind now, so that a row committed up to that
+    late is still read in order; without one, a DCS clock up to FUTURE_TOLERANCE ahead is believed."""
+    now = now_local(tz)
+    latest = now - delay if delay else now + FUTURE_TOLERANCE
+    return min(latest, to_local(END_OF_TIME - interval, tz))
 
 
 @dataclass
@@ -138,6 +147,33 @@ def head(conn: sa.Connection, st: SourceTable, until: datetime) -> datetime | No
     if latest is None or latest <= until:
         return latest
     return conn.execute(sa.select(sa.func.max(st.date_time)).where(st.date_time < until + SECOND)).scalar()
+
+
+def max_id(conn: sa.Connection, st: SourceTable) -> int:
+    """The highest id of the main table (0 when empty): answered from the primary key alone."""
+    return int(conn.execute(sa.select(sa.func.max(st.id))).scalar() or 0)
+
+
+def id_indexed(st: SourceTable) -> bool:
+    """Whether an id range of the main table is an index range (the id primary key, in DCS tables)."""
+    keys = [st.main.primary_key.columns, *(ix.columns for ix in st.main.indexes)]
+    return any(next(iter(cols), None) is st.id for cols in keys)
+
+
+def ids_after(conn: sa.Connection, st: SourceTable, after: int, limit: int) -> list[tuple[int, datetime | None]]:
+    """(id, date_time) of up to `limit` main-table rows with id > after, by id: a primary-key range."""
+    q = sa.select(st.id, st.date_time).where(st.id > after).order_by(st.id).limit(limit)
+    return [(int(i), dt) for i, dt in conn.execute(q)]
+
+
+def inserted_after(conn: sa.Connection, st: SourceTable, row: SourceRow, upto_id: int,
+                   since: datetime) -> list[tuple[int, datetime]]:
+    """(id, date_time), by id, of main-table rows inserted after `row` (id above its, up to upto_id) yet
+    dated before it, at or after `since`: no ORDER BY/LIMIT, so that the server may walk whichever of
+    the two ranges (ids after the row, or [since, row's date_time)) is shorter."""
+    q = sa.select(st.id, st.date_time).where(st.id > row.id, st.id <= upto_id, st.date_time >= since,
+                                             st.date_time < row.date_time)
+    return sorted((int(i), dt) for i, dt in conn.execute(q))
 
 
 def count_bad_dates(conn: sa.Connection, st: SourceTable, until: datetime) -> tuple[int, int]:
