@@ -8,7 +8,7 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
     propagate     a validity record written: source, seqno, rows, timestart, timeend (UTC), sitemask, subsite
     tune          sleep tuning: maxlag_s, lag_heartbeats, sleep_s
     db_retry      a lost/refused connection, retried: db (source|target), attempt, wait_s, error
-    seqno_repair  LOCALSEQNO was behind max(SEQNO) of the Vld table; the larger value was used
+    seqno_repair  LOCALSEQNO was behind max(SEQNO) of the Vld or payload table; the larger value was used
     fake          a faker iteration: ids written
     territory     averager: the territory bins of a source (count, first, last)
     progress      long work (averager): done, total, rows_per_s, eta_s

@@ -215,17 +215,40 @@ def test_write_many_gives_consecutive_seqnos_after_existing_ones(db: TestDB, tem
     assert write_many(db.engine, temp, []) == []
 
 
+def refuse_vld_insert(db: TestDB, tables: DbiTables, seqno: int) -> None:
+    """A trigger that makes the server refuse the Vld row of SEQNO seqno (a real failed statement)."""
+    name = f"{tables.vld.name}_refuse"
+    with db.engine.begin() as conn:
+        if db.backend == "mysql":
+            conn.exec_driver_sql(f"CREATE TRIGGER {name} BEFORE INSERT ON {tables.vld.name} FOR EACH ROW "
+                                 f"BEGIN IF NEW.SEQNO = {seqno} THEN SIGNAL SQLSTATE '45000' "
+                                 f"SET MESSAGE_TEXT = 'refused'; END IF; END")
+        else:
+            conn.exec_driver_sql(f"CREATE TRIGGER {name} BEFORE INSERT ON {tables.vld.name} "
+                                 f"WHEN NEW.SEQNO = {seqno} BEGIN SELECT RAISE(ABORT, 'refused'); END")
+
+
 def test_write_many_is_one_transaction(db: TestDB, temp: DbiTables) -> None:
-    # A stray payload row where the batch's 3rd record will go: its payload insert fails after the
-    # Vld rows of the batch went in, and none of them may remain.
+    # The server refuses the batch's 3rd Vld row, after every payload row and two Vld rows of the
+    # batch went in: none of them may remain.
+    refuse_vld_insert(db, temp, 3)
+    records = [Record(minutes(i), minutes(i + 1), CTX, [{"Temp_PT1": float(i)}]) for i in range(5)]
+    with pytest.raises(sa.exc.DBAPIError, match="refused"):
+        write_many(db.engine, temp, records)
+    assert vld_rows(db, temp) == [] and payload_rows(db, temp) == []
+    assert localseqno(db)["DcsAdTemp"] == 0
+
+
+def test_a_seqno_holding_only_payload_rows_is_never_reused(db: TestDB, temp: DbiTables) -> None:
+    # payload rows without their Vld row (a legacy target's crash, a hand fix), beyond LOCALSEQNO
     with db.engine.begin() as conn:
         conn.execute(sa.insert(temp.payload).values(SEQNO=3, ROW_COUNTER=1, Temp_PT1=-1.0))
-    records = [Record(minutes(i), minutes(i + 1), CTX, [{"Temp_PT1": float(i)}]) for i in range(5)]
-    with pytest.raises(sa.exc.IntegrityError):
-        write_many(db.engine, temp, records)
-    assert vld_rows(db, temp) == []
-    assert [(r["SEQNO"], r["Temp_PT1"]) for r in payload_rows(db, temp)] == [(3, -1.0)]
-    assert localseqno(db)["DcsAdTemp"] == 0
+    with structlog.testing.capture_logs() as logs:
+        assert write_many(db.engine, temp, [Record(minutes(i), minutes(i + 1), CTX, [{}]) for i in range(2)]) == [4, 5]
+    assert [e for e in logs if e["event"] == "seqno_repair"] == [
+        {"event": "seqno_repair", "log_level": "warning", "table": "DcsAdTemp", "localseqno": 0, "max_seqno": 3}]
+    assert [(r["SEQNO"], r["Temp_PT1"]) for r in payload_rows(db, temp)] == [(3, -1.0), (4, None), (5, None)]
+    assert localseqno(db)["DcsAdTemp"] == 5
 
 
 def test_write_many_refuses_a_bad_record_before_writing_any(db: TestDB, temp: DbiTables) -> None:

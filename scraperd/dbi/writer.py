@@ -5,9 +5,11 @@ payload rows without a transaction: a crash between them left a Vld row without 
 concurrent writers were a known problem. Here one transaction holds it all:
 
     lock the table's LOCALSEQNO row (SELECT ... FOR UPDATE; SQLite: BEGIN IMMEDIATE)
-    SEQNO = max(LASTUSEDSEQNO, max(SEQNO) of <T>Vld) + 1    (a larger max is logged: seqno_repair)
+    check the fences (below)
+    SEQNO = max(LASTUSEDSEQNO, max(SEQNO) of <T>Vld and of <T>) + 1   (a larger max: seqno_repair)
+    UPDATE LOCALSEQNO
     VERSIONDATE by the overlay rule when not given            (sees everything committed before us)
-    INSERT the Vld row, INSERT the payload rows (ROW_COUNTER 1..n), UPDATE LOCALSEQNO
+    INSERT the payload rows (ROW_COUNTER 1..n), INSERT the Vld row
     COMMIT
 
 so a crash at any instant leaves the whole record or none of it, and writers of the same table in
@@ -164,10 +166,13 @@ def _add_seqno_row(engine: Engine, tables: DbiTables) -> None:
 
 
 def _reserve(conn: Connection, tables: DbiTables, last: int, n: int) -> int:
-    """Reserve n SEQNOs after last (the locked LOCALSEQNO value); return the first."""
-    max_seqno = conn.execute(sa.select(sa.func.max(tables.vld.c.SEQNO))).scalar() or 0
+    """Reserve n SEQNOs after last (the locked LOCALSEQNO value) and any SEQNO in use; return the first."""
+    used = [sa.func.coalesce(sa.select(sa.func.max(t.c.SEQNO)).scalar_subquery(), 0)
+            for t in (tables.vld, tables.payload)]
+    max_seqno = max(conn.execute(sa.select(*used)).one())
     if max_seqno > last:
-        # Someone wrote Vld rows without LOCALSEQNO (a restored dump, a hand fix): never reuse a SEQNO.
+        # Someone wrote rows without LOCALSEQNO (a restored dump, a hand fix, a MyISAM write whose
+        # LOCALSEQNO update was lost): never reuse a SEQNO, not even one holding only payload rows.
         log.warning("seqno_repair", table=tables.name, localseqno=last, max_seqno=max_seqno)
         last = max_seqno
     ls = tables.localseqno
@@ -247,7 +252,7 @@ def write_many(engine: Engine, tables: DbiTables, records: Sequence[Record],
                fences: Sequence[Fence] = ()) -> list[int]:
     """Write records in one transaction with consecutive SEQNOs, in order; return the SEQNOs.
 
-    One LOCALSEQNO update for the batch, one executemany for the Vld rows and one for the payload.
+    One LOCALSEQNO update for the batch, one executemany for the payload rows and one for the Vld rows.
     fences: checked under the LOCALSEQNO lock before anything is written (WriteConflict, nothing written).
     """
     checked = [_check(tables, r, i) for i, r in enumerate(records)]
@@ -269,16 +274,18 @@ def _insert(conn: Connection, tables: DbiTables, records: list[_Checked], first:
     seqnos = list(range(first, first + len(records)))
     vdates = _versiondates(conn, tables, records, seqnos)
     inserted = utcnow()
-    conn.execute(sa.insert(tables.vld), [
-        {"SEQNO": seqno, "TIMESTART": r.timestart, "TIMEEND": r.timeend, "SITEMASK": r.context.sitemask,
-         "SIMMASK": r.context.simmask, "SUBSITE": r.context.subsite, "TASK": r.context.task,
-         "AGGREGATENO": r.context.aggregateno, "VERSIONDATE": vdate, "INSERTDATE": inserted}
-        for r, seqno, vdate in zip(records, seqnos, vdates, strict=True)])
+    # Payload rows first: where there is no transaction (MyISAM), a write cut off here leaves payload
+    # rows no context query finds, never a Vld row without its payload.
     payload = [{"SEQNO": seqno, "ROW_COUNTER": counter, **row}
                for r, seqno in zip(records, seqnos, strict=True)
                for counter, row in enumerate(r.rows, start=1)]
     if payload:
         conn.execute(sa.insert(tables.payload), payload)
+    conn.execute(sa.insert(tables.vld), [
+        {"SEQNO": seqno, "TIMESTART": r.timestart, "TIMEEND": r.timeend, "SITEMASK": r.context.sitemask,
+         "SIMMASK": r.context.simmask, "SUBSITE": r.context.subsite, "TASK": r.context.task,
+         "AGGREGATENO": r.context.aggregateno, "VERSIONDATE": vdate, "INSERTDATE": inserted}
+        for r, seqno, vdate in zip(records, seqnos, vdates, strict=True)])
     for r, seqno in zip(records, seqnos, strict=True):
         if not r.rows:
             log.warning("empty_record", table=tables.name, seqno=seqno, timestart=r.timestart, timeend=r.timeend)
