@@ -14,7 +14,9 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
     progress      long work (averager): done, total, rows_per_s, eta_s
     shutdown      clean stop: reason (SIGTERM, SIGINT, maxiter, caught_up)
     warning-level events name the condition: aggregate_empty, aggregate_mismatch, bad_row,
-                  binsize_changed, duplicate_date_time, empty_record; error level: source_error (then a db_retry)
+                  binsize_changed, duplicate_date_time, empty_record, non_transactional_target (at
+                  start-up: a MyISAM target, written under LOCK TABLES; table, engines,
+                  crash_can_leave); error level: source_error (then a db_retry)
 
 The averager's `sample` (one per territory bin of a source) has n, range, groups, rows, state
 "replay", proceed; its `shutdown` has bins (grouped queries), cells (of the territory grid: one

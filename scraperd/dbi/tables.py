@@ -16,8 +16,8 @@ because SEQNO and ROW_COUNTER are always written explicitly (DBI never relied on
 Tables that exist are used as they are, whatever their engine: a legacy offline_db holds MyISAM
 ones. create_tables() reads the engine of the three tables at every start-up and records it in
 DbiTables.engines; when any of them is not InnoDB (MyISAM, Aria, ...: no transaction, and
-`SELECT ... FOR UPDATE` locks nothing), one `non_transactional_target` warning (table, engines,
-crash_can_leave) says what a crash can leave.
+`SELECT ... FOR UPDATE` locks nothing) the writer takes LOCK TABLES instead (writer.py), and one
+`non_transactional_target` warning (table, engines, crash_can_leave) says what a crash can leave.
 
 Times are naive datetimes holding UTC at second precision (DATETIME without fractional seconds on
 MySQL, 'YYYY-MM-DD HH:MM:SS' text on SQLite). Decimal columns come back as Python floats, so that
