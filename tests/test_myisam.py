@@ -7,6 +7,7 @@ at worst payload rows without their Vld row, whose SEQNO is never used again.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
+from scraperd import cli, databases
 from scraperd.dbi.spec import find_spec
 from scraperd.dbi.tables import DbiTables, create_tables, engines, tables_for
 from scraperd.dbi.writer import Context, Record, write, write_many
@@ -263,3 +265,44 @@ def test_averager_on_myisam_warns_once_at_startup_and_writes_what_it_writes_on_i
     want = target_rows(innodb.engine, "DcsAdLidSensor")
     assert len(want[0]) > 100
     assert target_rows(myisam.engine, "DcsAdLidSensor") == want
+
+
+# ----------------------------------------------------------------------------------------------------------
+# check-config --connect
+
+@pytest.mark.parametrize("backend", [MYSQL])
+def test_check_config_connect_shows_each_targets_engine(make_db, tmp_path, capsys):
+    myisam, innodb, mixed, empty = make_db("myisam"), make_db("innodb"), make_db("mixed"), make_db("empty")
+    to_myisam(myisam, "DcsAdTemp")
+    create_tables(innodb.engine, find_spec("DcsAdTemp"))
+    to_myisam(mixed, "DcsAdTemp", which=("vld",))
+    sqlite_url = f"sqlite:///{tmp_path / 'tgt.db'}"
+    create_tables(databases.make_engine(sa.engine.make_url(sqlite_url)), find_spec("DcsAdTemp"))
+    scraper = {"mode": "scraper", "regime": "scraperd.regimes.adtemp:AdTemp", "source": sqlite_url}
+    sections = {"on_myisam": myisam, "on_innodb": innodb, "on_mixed": mixed, "on_empty": empty}
+    cfg = write_cfg(tmp_path / "scraper.cfg", {
+        **{name: {**scraper, "target": url_text(db)} for name, db in sections.items()},
+        "on_sqlite": {**scraper, "target": sqlite_url},
+        "on_new_sqlite": {**scraper, "target": f"sqlite:///{tmp_path / 'new.db'}"},
+        "on_nothing": {**scraper, "target": "mysql+mysqldb://root:sekret@127.0.0.1:1/x"},
+        "faker": {"mode": "faker", "regime": "scraperd.regimes.adtemp:AdTemp", "source": sqlite_url},
+    })
+    assert cli.main(["-c", str(cfg), "check-config"]) == 0
+    assert "ENGINE" not in capsys.readouterr().out  # without --connect nothing connects (test_config.py)
+
+    assert cli.main(["-c", str(cfg), "check-config", "--connect"]) == 0  # unreachable is no config error
+    out = capsys.readouterr()
+    header, *lines = out.out.splitlines()
+    start = header.index("ENGINE")
+    shown = {line.split()[0]: line[start:header.index("STATUS")].strip() for line in lines[:-1]}
+    assert shown == {"on_myisam": "MyISAM (LOCK TABLES)", "on_innodb": "InnoDB",
+                     "on_mixed": "DcsAdTemp=InnoDB DcsAdTempVld=MyISAM LOCALSEQNO=InnoDB (LOCK TABLES)",
+                     "on_empty": "no tables yet", "on_sqlite": "sqlite", "on_new_sqlite": "no database yet",
+                     "on_nothing": "unreachable", "faker": ""}
+    assert "scraperd: [on_nothing] target not reached: (200" in out.err and "sekret" not in out.err + out.out
+    assert not (tmp_path / "new.db").exists()
+
+    assert cli.main(["-c", str(cfg), "check-config", "--connect", "--json"]) == 0
+    rows = {r["section"]: r for r in json.loads(capsys.readouterr().out)["sections"]}
+    assert rows["on_myisam"]["engines"] == {"DcsAdTemp": "MyISAM", "DcsAdTempVld": "MyISAM", "LOCALSEQNO": "MyISAM"}
+    assert rows["on_sqlite"]["engine"] == "sqlite" and rows["on_nothing"]["engines"] is None
