@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,9 +21,11 @@ import sqlalchemy as sa
 import structlog
 
 from scraperd import cli, databases
+from scraperd.dbi import reader
 from scraperd.dbi.spec import find_spec
 from scraperd.dbi.tables import DbiTables, create_tables, engines, tables_for
-from scraperd.dbi.writer import Context, Record, write, write_many
+from scraperd.dbi.writer import Context, Fence, Record, write, write_many
+from scraperd.errors import WriteConflict
 from tests.conftest import wait_until
 from tests.scrapekit import events_named, run_section, target_rows, url_text, write_cfg
 from tests.sourcedata import create_source, insert_rows
@@ -197,6 +200,38 @@ def test_failed_statement_under_lock_tables_unlocks_and_leaves_only_whole_visibl
 def test_a_write_on_a_stale_fence_on_myisam_writes_nothing(db: TestDB) -> None:
     assert_stale_fences_write_nothing(db.engine, to_myisam(db))
     assert locked_tables(db) == set()
+
+
+@pytest.mark.parametrize("backend", [MYSQL])
+def test_racing_fenced_writers_on_myisam_never_write_on_the_same_belief(db: TestDB) -> None:
+    """Three threads each extend one context's chain of records 100 times, every write fenced on the
+    last record the thread read. The fence check is atomic with the insert only under the lock:
+    without it two threads pass the check on one belief and both write the next minute."""
+    tables = to_myisam(db)
+    conflicts: list[int] = []
+    failures: list[BaseException] = []
+
+    def extend(n: int) -> None:
+        try:
+            while n:
+                last = reader.last_validity(db.engine, tables, CTX)
+                i = 0 if last is None else int((last.timeend - T0).total_seconds()) // 60
+                try:
+                    write(db.engine, tables, hv_record(i), [Fence(CTX, None if last is None else last.seqno)])
+                    n -= 1
+                except WriteConflict:
+                    conflicts.append(1)
+        except BaseException as exc:  # the test thread reports it
+            failures.append(exc)
+
+    threads = [threading.Thread(target=extend, args=(100,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failures and not any(t.is_alive() for t in threads)
+    assert [v["TIMESTART"] for v in vld_rows(db, tables)] == [T0 + timedelta(minutes=i) for i in range(300)]
+    assert conflicts, "the writers never raced; the test proved nothing"
 
 
 # ----------------------------------------------------------------------------------------------------------
