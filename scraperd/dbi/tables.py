@@ -23,8 +23,8 @@ Times are naive datetimes holding UTC at second precision (DATETIME without frac
 MySQL, 'YYYY-MM-DD HH:MM:SS' text on SQLite). Decimal columns come back as Python floats, so that
 regime arithmetic never mixes Decimal and float.
 
-This module creates and drops tables; it writes no records (writer.py) and answers no queries
-(reader.py), but for the engine of the tables.
+This module creates and drops tables and tells their engine; it writes no records (writer.py) and
+answers no context queries (reader.py).
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ reads the engines at start-up (DbiTables.engines) and warns: non_transactional_t
 
 Fenced writes: a daemon passes, for every context it writes, the SEQNO of the context's last
 validity record its state is based on (a Fence). Under the LOCALSEQNO lock (LOCK TABLES on a
-non-transactional target), before anything is inserted, each is read again; if one changed (another copy of the section wrote first), nothing is
-written and WriteConflict says which. So two copies of a section never write a record twice.
+non-transactional target), before anything is inserted, each is read again; if one changed (another
+copy of the section wrote first), nothing is written and WriteConflict says which. So two copies of
+a section never write a record twice.
 
 Overlay rule (DBI's QueryOverlayVersionDate), used when a record's versiondate is None: run the
 context query for the record's own context at its TIMESTART; in a gap VERSIONDATE = TIMESTART,
