@@ -83,10 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
                                      "themselves (the columns aggregate_skips and\naggregate_filter name, refused "
                                      "credentials) is checked when the program starts, before it\nwrites anything: "
                                      "exit 78 there too, so supervisord marks it FATAL (a database that does\nnot "
-                                     "answer is retried: db_retry events).",
-                         epilog="example:\n  scraperd -c etc/scraper.cfg check-config",
+                                     "answer is retried: db_retry events).\n\n"
+                                     "--connect also reads, from each scraper's and averager's target, the storage "
+                                     "engine of its\nthree tables (<T>, <T>Vld, LOCALSEQNO; read only: nothing is "
+                                     "written, no SQLite file is\ncreated): InnoDB or sqlite (one transaction per "
+                                     "write), \"MyISAM (LOCK TABLES)\" (any other\nengine: written under LOCK "
+                                     "TABLES, see README), each table's engine when they differ (- for one\nnot "
+                                     "created yet), \"no tables yet\" (the daemon creates them InnoDB), or "
+                                     "\"unreachable\" (the\nreason follows the table; the exit code does not "
+                                     "change).",
+                         epilog="examples:\n  scraperd -c etc/scraper.cfg check-config\n"
+                                "  scraperd -c etc/scraper.cfg check-config --connect",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("--json", action="store_true", help="one JSON document instead of the table")
+    chk.add_argument("--connect", action="store_true",
+                     help="also connect to each target and show the storage engine of its tables")
 
     show = sub.add_parser("show", help="print a section's effective settings and where each came from",
                           description="Effective settings of one section: value and origin "
@@ -125,11 +136,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for name in cfg.sections:
         try:
             loaded = config.validate(cfg, name)
-            target.preflight(loaded)
+            checked = target.preflight(loaded)
             s = loaded.settings
             rows.append({"section": name, "mode": s.mode, "regime": s.regime.rsplit(":", 1)[-1],
                          "source": databases.describe_text(s.source), "status": "ok", "errors": [],
                          "target": databases.describe_text(getattr(s, "target", "") or "")})
+            if args.connect:
+                rows[-1].update(_target_engine(checked))
         except ConfigError as exc:
             bad += 1
             rows.append({"section": name, "mode": cfg.sections[name].get("mode", cfg.defaults.get("mode", "scraper")),
@@ -138,12 +151,37 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"config": str(path), "sections": rows, "errors": bad}, indent=2))
     else:
-        _table(rows, ["section", "mode", "regime", "source", "target", "status"])
+        _table(rows, ["section", "mode", "regime", "source", "target"] + ["engine"] * args.connect + ["status"])
         for row in rows:
             for line in row["errors"]:
                 print(line, file=sys.stderr)
+            if row.get("engine_error"):
+                print(f"{PROG}: [{row['section']}] target not reached: {row['engine_error']}", file=sys.stderr)
         print(f"{len(rows)} sections, {bad} with errors ({path})")
     return EX_CONFIG if bad else 0
+
+
+def _target_engine(checked: target.Checked) -> dict[str, Any]:
+    """The engine fields of a check-config row: engine (text), engines (by table) and engine_error."""
+    import sqlalchemy as sa
+
+    from scraperd.dbi import tables
+
+    if checked.target is None or checked.spec is None:  # a faker: no target
+        return {"engine": "", "engines": None, "engine_error": None}
+    url = checked.target
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and not Path(url.database).exists():
+        return {"engine": "no database yet", "engines": None, "engine_error": None}
+    engine = databases.make_engine(url, readonly=True)
+    try:
+        with engine.connect() as conn:
+            found = tables.engines(conn, tables.tables_for(checked.spec))
+    except sa.exc.DBAPIError as exc:  # the driver's message names no password
+        return {"engine": "unreachable", "engines": None, "engine_error": str(exc.orig)}
+    finally:
+        engine.dispose()
+    return {"engine": tables.describe_engines(found), "engines": found, "engine_error": None}
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -8,13 +8,16 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
     propagate     a validity record written: source, seqno, rows, timestart, timeend (UTC), sitemask, subsite
     tune          sleep tuning: maxlag_s, lag_heartbeats, sleep_s
     db_retry      a lost/refused connection, retried: db (source|target), attempt, wait_s, error
-    seqno_repair  LOCALSEQNO was behind max(SEQNO) of the Vld table; the larger value was used
+    seqno_repair  LOCALSEQNO was behind max(SEQNO) of the Vld or payload table; the larger value was used
     fake          a faker iteration: ids written
     territory     averager: the territory bins of a source (count, first, last)
     progress      long work (averager): done, total, rows_per_s, eta_s
     shutdown      clean stop: reason (SIGTERM, SIGINT, maxiter, caught_up)
     warning-level events name the condition: aggregate_empty, aggregate_mismatch, bad_row,
-                  binsize_changed, duplicate_date_time, empty_record, late_row, late_rows_unwatched;
+                  binsize_changed, duplicate_date_time, empty_record, late_row, late_rows_unwatched,
+                  non_transactional_target (at start-up: a MyISAM target, written under LOCK TABLES;
+                  table, engines, crash_can_leave), write_conflict (another copy of the section wrote
+                  first: table, context, expected, found; nothing written, resumed from the target);
                   error level: source_error (then a db_retry)
     late_row      a source row committed after the scraper read past its date_time (never read; a rebuild
                   would read it): source, id, date_time, late_s, found (poll|startup), action; beyond 10

@@ -5,8 +5,11 @@
 Record i of writer W has SUBSITE = W, TIMESTART = 2012-01-01 + i min, and k = 1 + i % 3 payload rows
 {ladder: row number, col: k, ring: W, voltage: i / 100, pw: 1}, so a reader can tell a complete
 record from a partial one. --ready/--go make several writers start together: each touches its
-ready file and waits for the go file. --pause-at N stops inside the transaction of write N, just
-after its Vld row was inserted, touches the paused file and sleeps there (for a SIGKILL).
+ready file and waits for the go file. --pause-at N stops inside write N (its transaction, or its
+LOCK TABLES on MyISAM), after its payload rows were inserted and before its Vld row, touches the
+paused file and sleeps there (for a SIGKILL). The tables come from tables_for(), not
+create_tables() (a test may have removed the table's LOCALSEQNO row on purpose), so the writer reads
+their engines from the server at every write.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def main() -> int:
     if args.pause_at:
         vld_inserts = 0
 
-        @sa.event.listens_for(engine, "after_cursor_execute")
+        @sa.event.listens_for(engine, "before_cursor_execute")
         def _pause(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
             nonlocal vld_inserts
             if statement.lstrip().upper().startswith("INSERT INTO") and tables.vld.name.upper() in statement.upper():

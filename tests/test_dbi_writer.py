@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -215,17 +215,40 @@ def test_write_many_gives_consecutive_seqnos_after_existing_ones(db: TestDB, tem
     assert write_many(db.engine, temp, []) == []
 
 
+def refuse_vld_insert(db: TestDB, tables: DbiTables, seqno: int) -> None:
+    """A trigger that makes the server refuse the Vld row of SEQNO seqno (a real failed statement)."""
+    name = f"{tables.vld.name}_refuse"
+    with db.engine.begin() as conn:
+        if db.backend == "mysql":
+            conn.exec_driver_sql(f"CREATE TRIGGER {name} BEFORE INSERT ON {tables.vld.name} FOR EACH ROW "
+                                 f"BEGIN IF NEW.SEQNO = {seqno} THEN SIGNAL SQLSTATE '45000' "
+                                 f"SET MESSAGE_TEXT = 'refused'; END IF; END")
+        else:
+            conn.exec_driver_sql(f"CREATE TRIGGER {name} BEFORE INSERT ON {tables.vld.name} "
+                                 f"WHEN NEW.SEQNO = {seqno} BEGIN SELECT RAISE(ABORT, 'refused'); END")
+
+
 def test_write_many_is_one_transaction(db: TestDB, temp: DbiTables) -> None:
-    # A stray payload row where the batch's 3rd record will go: its payload insert fails after the
-    # Vld rows of the batch went in, and none of them may remain.
+    # The server refuses the batch's 3rd Vld row, after every payload row and two Vld rows of the
+    # batch went in: none of them may remain.
+    refuse_vld_insert(db, temp, 3)
+    records = [Record(minutes(i), minutes(i + 1), CTX, [{"Temp_PT1": float(i)}]) for i in range(5)]
+    with pytest.raises(sa.exc.DBAPIError, match="refused"):
+        write_many(db.engine, temp, records)
+    assert vld_rows(db, temp) == [] and payload_rows(db, temp) == []
+    assert localseqno(db)["DcsAdTemp"] == 0
+
+
+def test_a_seqno_holding_only_payload_rows_is_never_reused(db: TestDB, temp: DbiTables) -> None:
+    # payload rows without their Vld row (a legacy target's crash, a hand fix), beyond LOCALSEQNO
     with db.engine.begin() as conn:
         conn.execute(sa.insert(temp.payload).values(SEQNO=3, ROW_COUNTER=1, Temp_PT1=-1.0))
-    records = [Record(minutes(i), minutes(i + 1), CTX, [{"Temp_PT1": float(i)}]) for i in range(5)]
-    with pytest.raises(sa.exc.IntegrityError):
-        write_many(db.engine, temp, records)
-    assert vld_rows(db, temp) == []
-    assert [(r["SEQNO"], r["Temp_PT1"]) for r in payload_rows(db, temp)] == [(3, -1.0)]
-    assert localseqno(db)["DcsAdTemp"] == 0
+    with structlog.testing.capture_logs() as logs:
+        assert write_many(db.engine, temp, [Record(minutes(i), minutes(i + 1), CTX, [{}]) for i in range(2)]) == [4, 5]
+    assert [e for e in logs if e["event"] == "seqno_repair"] == [
+        {"event": "seqno_repair", "log_level": "warning", "table": "DcsAdTemp", "localseqno": 0, "max_seqno": 3}]
+    assert [(r["SEQNO"], r["Temp_PT1"]) for r in payload_rows(db, temp)] == [(3, -1.0), (4, None), (5, None)]
+    assert localseqno(db)["DcsAdTemp"] == 5
 
 
 def test_write_many_refuses_a_bad_record_before_writing_any(db: TestDB, temp: DbiTables) -> None:
@@ -324,19 +347,22 @@ def start_writer(db: TestDB, writer: int, count: int, *extra: str | Path) -> sub
                             cwd=REPO, env=env, stderr=subprocess.PIPE)
 
 
-def check_whole_records(db: TestDB, tables: DbiTables) -> list[dict[str, Any]]:
-    """Every Vld row has its complete payload and every payload row its Vld row; LOCALSEQNO == max SEQNO."""
+def check_whole_records(db: TestDB, tables: DbiTables, orphans: Collection[int] = ()) -> list[dict[str, Any]]:
+    """Every Vld row has its complete payload and every payload row its Vld row, but for the SEQNOs
+    `orphans` (on MyISAM: a write cut off between its payload and its Vld rows); LOCALSEQNO == max SEQNO."""
     vlds = vld_rows(db, tables)
     by_seqno: dict[int, list[dict[str, Any]]] = {}
     for row in payload_rows(db, tables):
         by_seqno.setdefault(row["SEQNO"], []).append(row)
-    assert sorted(by_seqno) == [v["SEQNO"] for v in vlds], "payload rows without Vld, or Vld without payload"
+    assert set(orphans).isdisjoint(v["SEQNO"] for v in vlds) and set(orphans) <= set(by_seqno)
+    assert sorted(set(by_seqno) - set(orphans)) == [v["SEQNO"] for v in vlds], \
+        "payload rows without Vld, or Vld without payload"
     for v in vlds:
         rows = by_seqno[v["SEQNO"]]
         k = rows[0]["col"]  # the writer put the record's row count in every row
         assert [(r["ROW_COUNTER"], r["ladder"], r["col"], r["ring"]) for r in rows] == [
             (n, n, k, v["SUBSITE"]) for n in range(1, k + 1)], f"SEQNO {v['SEQNO']} is incomplete"
-    assert localseqno(db)[tables.name] == max((v["SEQNO"] for v in vlds), default=0)
+    assert localseqno(db)[tables.name] == max([v["SEQNO"] for v in vlds] + list(orphans), default=0)
     return vlds
 
 
@@ -366,7 +392,7 @@ def test_writer_killed_inside_a_record_leaves_none_of_it(db: TestDB, pmthv: DbiT
     paused = tmp_path / "paused"
     proc = start_writer(db, 1, 1000, "--pause-at", 25, "--paused", paused)
     try:
-        wait_until(paused.exists, timeout=30, what="the writer inside its 25th record, Vld row inserted")
+        wait_until(paused.exists, timeout=30, what="the writer inside its 25th record, payload rows inserted")
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)

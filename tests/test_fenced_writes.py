@@ -21,7 +21,7 @@ import structlog
 from scraperd import averager, config
 from scraperd.dbi import writer
 from scraperd.dbi.spec import find_spec
-from scraperd.dbi.tables import create_tables
+from scraperd.dbi.tables import DbiTables, create_tables
 from scraperd.dbi.writer import Context, Fence, Record
 from scraperd.errors import WriteConflict
 from tests.conftest import wait_until
@@ -45,28 +45,32 @@ def _vld_seqnos(engine: sa.Engine) -> list[int]:
         return [r[0] for r in conn.execute(sa.text("SELECT SEQNO FROM DcsPmtHvVld ORDER BY SEQNO"))]
 
 
-def test_a_write_on_a_stale_fence_writes_nothing_and_names_what_it_found(db):
-    tables = create_tables(db.engine, find_spec("DcsPmtHv"))
+def assert_stale_fences_write_nothing(engine: sa.Engine, tables: DbiTables) -> None:
+    """Writes on stale fences raise WriteConflict naming what they found and write nothing (empty DcsPmtHv)."""
     other = Context(sitemask=2, subsite=1)
-    assert writer.write(db.engine, tables, _record(0), [Fence(CTX, None)]) == 1
+    assert writer.write(engine, tables, _record(0), [Fence(CTX, None)]) == 1
     with pytest.raises(WriteConflict) as caught:  # this writer still believes the context is empty
-        writer.write_many(db.engine, tables, [_record(1), _record(1, other)], [Fence(CTX, None), Fence(other, None)])
+        writer.write_many(engine, tables, [_record(1), _record(1, other)], [Fence(CTX, None), Fence(other, None)])
     assert (caught.value.table, caught.value.expected, caught.value.found) == ("DcsPmtHv", None, 1)
     assert caught.value.context == {"sitemask": 1, "subsite": 1, "simmask": 1, "task": 0, "aggregateno": -1}
-    assert _vld_seqnos(db.engine) == [1]  # nothing of the batch, not even the other context's record
-    with db.engine.connect() as conn:
+    assert _vld_seqnos(engine) == [1]  # nothing of the batch, not even the other context's record
+    with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM DcsPmtHv")).scalar() == 1
         assert conn.execute(sa.text("SELECT LASTUSEDSEQNO FROM LOCALSEQNO WHERE TABLENAME = 'DcsPmtHv'")).scalar() == 1
-    assert writer.write(db.engine, tables, _record(1), [Fence(CTX, 1)]) == 2  # the right belief writes
+    assert writer.write(engine, tables, _record(1), [Fence(CTX, 1)]) == 2  # the right belief writes
     with pytest.raises(WriteConflict):
-        writer.write(db.engine, tables, _record(2), [Fence(CTX, 1)])
+        writer.write(engine, tables, _record(2), [Fence(CTX, 1)])
     # a fence with a timefloor sees only records starting at or after it, as the daemon's resume does
     floor = T0 + timedelta(minutes=5)
-    assert writer.write(db.engine, tables, _record(6), [Fence(CTX, None, floor)]) == 3
+    assert writer.write(engine, tables, _record(6), [Fence(CTX, None, floor)]) == 3
     with pytest.raises(WriteConflict) as caught:
-        writer.write(db.engine, tables, _record(7), [Fence(CTX, None, floor)])
+        writer.write(engine, tables, _record(7), [Fence(CTX, None, floor)])
     assert caught.value.found == 3
-    assert _vld_seqnos(db.engine) == [1, 2, 3]
+    assert _vld_seqnos(engine) == [1, 2, 3]
+
+
+def test_a_write_on_a_stale_fence_writes_nothing_and_names_what_it_found(db):
+    assert_stale_fences_write_nothing(db.engine, create_tables(db.engine, find_spec("DcsPmtHv")))
 
 
 def _lid_cfg(tmp_path: Path, src, tgt, ref, **faker: str) -> Path:

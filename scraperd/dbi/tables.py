@@ -13,12 +13,18 @@ Two departures from Daya Bay's tables, both deliberate: ENGINE=InnoDB instead of
 record (Vld row, payload rows, LOCALSEQNO) is written in one transaction; and no AUTO_INCREMENT,
 because SEQNO and ROW_COUNTER are always written explicitly (DBI never relied on it either).
 
+Tables that exist are used as they are, whatever their engine: a legacy offline_db holds MyISAM
+ones. create_tables() reads the engine of the three tables at every start-up and records it in
+DbiTables.engines; when any of them is not InnoDB (MyISAM, Aria, ...: no transaction, and
+`SELECT ... FOR UPDATE` locks nothing) the writer takes LOCK TABLES instead (writer.py), and one
+`non_transactional_target` warning (table, engines, crash_can_leave) says what a crash can leave.
+
 Times are naive datetimes holding UTC at second precision (DATETIME without fractional seconds on
 MySQL, 'YYYY-MM-DD HH:MM:SS' text on SQLite). Decimal columns come back as Python floats, so that
 regime arithmetic never mixes Decimal and float.
 
-This module creates and drops tables; it writes no records (writer.py) and answers no queries
-(reader.py).
+This module creates and drops tables and tells their engine; it writes no records (writer.py) and
+answers no context queries (reader.py).
 """
 
 from __future__ import annotations
@@ -26,17 +32,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 from scraperd import databases
 from scraperd.dbi.spec import DbType, Spec
 from scraperd.errors import ConfigError, DataError, ScraperdError
+
+log = structlog.get_logger(__name__)
 
 END_OF_TIME = datetime(2038, 1, 19, 3, 14, 7)  # 0x7FFFFFFF seconds: DBI's open end of validity
 BEGINNING_OF_TIME = datetime(1970, 1, 1)
@@ -48,6 +57,12 @@ DDL_DIALECTS = ("mysql", "mariadb", "sqlite")
 _MYSQL_TABLE_KW: dict[str, Any] = {"mysql_engine": "InnoDB", "mariadb_engine": "InnoDB"}
 _DDL_LOCK_TIMEOUT_S = 60
 VLD_INDEXED = ("TIMESTART", "TIMEEND")
+# The engines on which one transaction holds a whole record and FOR UPDATE locks the LOCALSEQNO row.
+# Every other one is written under LOCK TABLES: MyISAM, MERGE, Aria (even TRANSACTIONAL=1, which
+# makes it crash-safe, not transactional), MEMORY, ...
+TRANSACTIONAL_ENGINES = ("InnoDB", "sqlite")
+CRASH_CAN_LEAVE = ("payload rows without their Vld row: invisible to context queries, their SEQNO never reused; "
+                   "never a Vld row without its payload")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -163,11 +178,19 @@ class DbiTables:
     vld: sa.Table
     localseqno: sa.Table
     converters: Mapping[str, Callable[[Any], Any]]
+    # The engine of each table as the server reported it (None: the table is missing); None when
+    # not read (tables_for() does not connect; create_tables() reads it).
+    engines: Mapping[str, str | None] | None = None
 
     @property
     def name(self) -> str:
         """The payload table name, as LOCALSEQNO and DBI name the pair."""
         return self.payload.name
+
+    @property
+    def transactional(self) -> bool | None:
+        """Whether one transaction holds a whole record (every table InnoDB, or SQLite); None: not known."""
+        return None if self.engines is None else is_transactional(self.engines)
 
     @property
     def metadata(self) -> sa.MetaData:
@@ -284,6 +307,42 @@ def is_mysql(bind: Engine | Connection) -> bool:
     return bind.dialect.name in MYSQL_DIALECTS
 
 
+_INFORMATION_SCHEMA_TABLES = sa.table("TABLES", sa.column("TABLE_SCHEMA"), sa.column("TABLE_NAME"),
+                                      sa.column("ENGINE"), schema="information_schema")
+
+
+def engines(conn: Connection, tables: DbiTables) -> dict[str, str | None]:
+    """The storage engine of the payload, Vld and LOCALSEQNO tables, by name, as the server reports it
+    (MyISAM, InnoDB, ...; "sqlite" on SQLite; None for a missing table or a view)."""
+    names = [t.name for t in (tables.payload, tables.vld, tables.localseqno)]
+    if not is_mysql(conn):
+        insp = sa.inspect(conn)
+        return {n: "sqlite" if insp.has_table(n) else None for n in names}
+    t = _INFORMATION_SCHEMA_TABLES.c
+    found = {name: engine for name, engine in conn.execute(
+        sa.select(t.TABLE_NAME, t.ENGINE).where(t.TABLE_SCHEMA == sa.func.database(), t.TABLE_NAME.in_(names)))}
+    # lower_case_table_names=1 stores (and reports) the names in lower case
+    folded = {name.lower(): engine for name, engine in found.items()}
+    return {n: found[n] if n in found else folded.get(n.lower()) for n in names}
+
+
+def is_transactional(engines: Mapping[str, str | None]) -> bool:
+    """Whether every table is on an engine where the writer's one transaction holds a whole record."""
+    return all(e in TRANSACTIONAL_ENGINES for e in engines.values())
+
+
+def describe_engines(engines: Mapping[str, str | None]) -> str:
+    """The engines for a person: "InnoDB", "MyISAM (LOCK TABLES)", each table's when they differ
+    (- for a missing one, which create_tables() will make InnoDB), or "no tables yet"."""
+    present = {name: engine for name, engine in engines.items() if engine is not None}
+    if not present:
+        return "no tables yet"
+    values = set(engines.values())
+    text = (str(values.pop()) if len(values) == 1
+            else " ".join(f"{name}={engine or '-'}" for name, engine in engines.items()))
+    return text if is_transactional(present) else f"{text} (LOCK TABLES)"
+
+
 @contextmanager
 def _ddl_lock(engine: Engine) -> Iterator[Connection]:
     """A connection holding the right to change tables in this database, one process at a time.
@@ -315,7 +374,8 @@ def create_tables(engine: Engine, spec: Spec) -> DbiTables:
     Idempotent, and safe to run from several processes at once. Each missing piece is created on
     its own, so a run cut off between two statements (MySQL's DDL is not transactional) is completed
     by the next. The table's own LOCALSEQNO row is created here (a copy of '*') so that writers find
-    a row to lock (see writer.py).
+    a row to lock (see writer.py). The tables' engines are read and returned in DbiTables.engines;
+    when they are not transactional, one `non_transactional_target` warning is logged.
     """
     tables = tables_for(spec)
     with _ddl_lock(engine) as conn, conn.begin():
@@ -331,7 +391,11 @@ def create_tables(engine: Engine, spec: Spec) -> DbiTables:
             conn.execute(stmt)
         if conn.dialect.name == "sqlite":
             _whole_second_text(conn, tables)
-    return tables
+        found = engines(conn, tables)
+    if not is_transactional(found):
+        log.warning("non_transactional_target", table=tables.name, engines=found, locking="LOCK TABLES",
+                    crash_can_leave=CRASH_CAN_LEAVE)
+    return replace(tables, engines=found)
 
 
 def _whole_second_text(conn: Connection, tables: DbiTables) -> None:

@@ -5,18 +5,31 @@ payload rows without a transaction: a crash between them left a Vld row without 
 concurrent writers were a known problem. Here one transaction holds it all:
 
     lock the table's LOCALSEQNO row (SELECT ... FOR UPDATE; SQLite: BEGIN IMMEDIATE)
-    SEQNO = max(LASTUSEDSEQNO, max(SEQNO) of <T>Vld) + 1    (a larger max is logged: seqno_repair)
+    check the fences (below)
+    SEQNO = max(LASTUSEDSEQNO, max(SEQNO) of <T>Vld and of <T>) + 1   (a larger max: seqno_repair)
+    UPDATE LOCALSEQNO
     VERSIONDATE by the overlay rule when not given            (sees everything committed before us)
-    INSERT the Vld row, INSERT the payload rows (ROW_COUNTER 1..n), UPDATE LOCALSEQNO
+    INSERT the payload rows (ROW_COUNTER 1..n), INSERT the Vld row
     COMMIT
 
 so a crash at any instant leaves the whole record or none of it, and writers of the same table in
 several processes queue on one row lock (writers of other tables do not wait for them).
 
+A target whose tables are not all InnoDB (a legacy MyISAM offline_db: no transaction, and FOR
+UPDATE locks nothing) is written as DBI did, under `LOCK TABLES <T> WRITE, <T>Vld WRITE, LOCALSEQNO
+WRITE` on one connection, held from the LOCALSEQNO read to the last insert and always released
+(UNLOCK TABLES, or the connection is dropped, which releases it). The steps are the same ones, in
+the same order, so the fence check stays atomic with the insert. Nothing is rolled back there: a
+crash (or a failed statement) after the LOCALSEQNO update leaves at worst payload rows without their
+Vld row, invisible to context queries, whose SEQNO LOCALSEQNO and max(SEQNO) of <T> keep from
+reuse; never a Vld row without its payload, since payload rows go in first. tables.create_tables()
+reads the engines at start-up (DbiTables.engines) and warns: non_transactional_target.
+
 Fenced writes: a daemon passes, for every context it writes, the SEQNO of the context's last
-validity record its state is based on (a Fence). Under the LOCALSEQNO lock, before anything is
-inserted, each is read again; if one changed (another copy of the section wrote first), nothing is
-written and WriteConflict says which. So two copies of a section never write a record twice.
+validity record its state is based on (a Fence). Under the LOCALSEQNO lock (LOCK TABLES on a
+non-transactional target), before anything is inserted, each is read again; if one changed (another
+copy of the section wrote first), nothing is written and WriteConflict says which. So two copies of
+a section never write a record twice.
 
 Overlay rule (DBI's QueryOverlayVersionDate), used when a record's versiondate is None: run the
 context query for the record's own context at its TIMESTART; in a gap VERSIONDATE = TIMESTART,
@@ -32,7 +45,8 @@ timeend): DBI's "VLD entry but no data", allowed because it hides data that is n
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
@@ -42,7 +56,15 @@ import structlog
 from sqlalchemy.engine import Connection, Engine
 
 from scraperd.dbi import reader
-from scraperd.dbi.tables import BEGINNING_OF_TIME, END_OF_TIME, DbiTables, convert_row, seqno_row_insert
+from scraperd.dbi.tables import (
+    BEGINNING_OF_TIME,
+    END_OF_TIME,
+    DbiTables,
+    convert_row,
+    engines,
+    is_transactional,
+    seqno_row_insert,
+)
 from scraperd.errors import DataError, WriteConflict
 
 log = structlog.get_logger(__name__)
@@ -164,10 +186,13 @@ def _add_seqno_row(engine: Engine, tables: DbiTables) -> None:
 
 
 def _reserve(conn: Connection, tables: DbiTables, last: int, n: int) -> int:
-    """Reserve n SEQNOs after last (the locked LOCALSEQNO value); return the first."""
-    max_seqno = conn.execute(sa.select(sa.func.max(tables.vld.c.SEQNO))).scalar() or 0
+    """Reserve n SEQNOs after last (the locked LOCALSEQNO value) and any SEQNO in use; return the first."""
+    used = [sa.func.coalesce(sa.select(sa.func.max(t.c.SEQNO)).scalar_subquery(), 0)
+            for t in (tables.vld, tables.payload)]
+    max_seqno = max(conn.execute(sa.select(*used)).one())
     if max_seqno > last:
-        # Someone wrote Vld rows without LOCALSEQNO (a restored dump, a hand fix): never reuse a SEQNO.
+        # Someone wrote rows without LOCALSEQNO (a restored dump, a hand fix, a MyISAM write whose
+        # LOCALSEQNO update was lost): never reuse a SEQNO, not even one holding only payload rows.
         log.warning("seqno_repair", table=tables.name, localseqno=last, max_seqno=max_seqno)
         last = max_seqno
     ls = tables.localseqno
@@ -247,38 +272,89 @@ def write_many(engine: Engine, tables: DbiTables, records: Sequence[Record],
                fences: Sequence[Fence] = ()) -> list[int]:
     """Write records in one transaction with consecutive SEQNOs, in order; return the SEQNOs.
 
-    One LOCALSEQNO update for the batch, one executemany for the Vld rows and one for the payload.
-    fences: checked under the LOCALSEQNO lock before anything is written (WriteConflict, nothing written).
+    One LOCALSEQNO update for the batch, one executemany for the payload rows and one for the Vld
+    rows. fences: checked under the lock before anything is written (WriteConflict, nothing written).
+    On a non-transactional target the transaction is LOCK TABLES (see the module docstring).
     """
     checked = [_check(tables, r, i) for i, r in enumerate(records)]
     if not checked:
         return []
+    transactional = tables.transactional
+    if transactional is None:  # tables_for()'s tables: ask the server (create_tables() did it once)
+        with engine.connect() as conn:
+            transactional = is_transactional(engines(conn, tables))
+    locked = _transaction if transactional else _table_locks
     for attempt in range(2):
-        with engine.begin() as conn:
+        with locked(engine, tables) as conn:
             last = _lock_seqno_row(conn, tables)
             if last is not None:
                 _check_fences(conn, tables, fences)
                 return _insert(conn, tables, checked, _reserve(conn, tables, last, len(checked)))
-        # The table had no LOCALSEQNO row: nothing was written and the (empty) transaction is over.
+        # The table had no LOCALSEQNO row: nothing was written and the transaction (or lock) is over.
         if attempt == 0:
             _add_seqno_row(engine, tables)
     raise DataError(f"LOCALSEQNO has no row for {tables.name} even after adding one")
+
+
+def _transaction(engine: Engine, tables: DbiTables) -> AbstractContextManager[Connection]:
+    """InnoDB, SQLite: one transaction; its LOCALSEQNO row lock serialises the table's writers."""
+    return engine.begin()
+
+
+@contextmanager
+def _table_locks(engine: Engine, tables: DbiTables) -> Iterator[Connection]:
+    """MyISAM and other engines without transactions: the three tables write-locked, as DBI did.
+
+    LOCK TABLES commits an open transaction, so it comes first; a transactional table among the
+    three (mixed engines) is committed before UNLOCK TABLES, as the server's manual asks.
+    """
+    quote = engine.dialect.identifier_preparer.quote
+    # identifiers from our own Table objects, quoted by the dialect: LOCK TABLES has no Core construct
+    lock = "LOCK TABLES " + ", ".join(f"{quote(t.name)} WRITE" for t in (tables.payload, tables.vld,
+                                                                         tables.localseqno))
+    with engine.connect() as conn:
+        try:
+            conn.exec_driver_sql(lock)
+            yield conn
+            conn.commit()
+        except BaseException:
+            _unlock(conn, failed=True)
+            raise
+        _unlock(conn, failed=False)
+
+
+def _unlock(conn: Connection, *, failed: bool) -> None:
+    """UNLOCK TABLES: a connection going back to the pool must never keep its table locks. When the
+    server cannot be told, the connection is dropped instead (the server releases a closed session's)."""
+    if conn.invalidated:  # lost with its session, and its locks with it
+        return
+    try:
+        if failed:
+            conn.rollback()
+        conn.exec_driver_sql("UNLOCK TABLES")
+        conn.commit()
+    except sa.exc.DBAPIError:
+        conn.invalidate()
+        if not failed:  # the write itself went through; the caller learns of the lost connection
+            raise
 
 
 def _insert(conn: Connection, tables: DbiTables, records: list[_Checked], first: int) -> list[int]:
     seqnos = list(range(first, first + len(records)))
     vdates = _versiondates(conn, tables, records, seqnos)
     inserted = utcnow()
-    conn.execute(sa.insert(tables.vld), [
-        {"SEQNO": seqno, "TIMESTART": r.timestart, "TIMEEND": r.timeend, "SITEMASK": r.context.sitemask,
-         "SIMMASK": r.context.simmask, "SUBSITE": r.context.subsite, "TASK": r.context.task,
-         "AGGREGATENO": r.context.aggregateno, "VERSIONDATE": vdate, "INSERTDATE": inserted}
-        for r, seqno, vdate in zip(records, seqnos, vdates, strict=True)])
+    # Payload rows first: where there is no transaction (MyISAM), a write cut off here leaves payload
+    # rows no context query finds, never a Vld row without its payload.
     payload = [{"SEQNO": seqno, "ROW_COUNTER": counter, **row}
                for r, seqno in zip(records, seqnos, strict=True)
                for counter, row in enumerate(r.rows, start=1)]
     if payload:
         conn.execute(sa.insert(tables.payload), payload)
+    conn.execute(sa.insert(tables.vld), [
+        {"SEQNO": seqno, "TIMESTART": r.timestart, "TIMEEND": r.timeend, "SITEMASK": r.context.sitemask,
+         "SIMMASK": r.context.simmask, "SUBSITE": r.context.subsite, "TASK": r.context.task,
+         "AGGREGATENO": r.context.aggregateno, "VERSIONDATE": vdate, "INSERTDATE": inserted}
+        for r, seqno, vdate in zip(records, seqnos, vdates, strict=True)])
     for r, seqno in zip(records, seqnos, strict=True):
         if not r.rows:
             log.warning("empty_record", table=tables.name, seqno=seqno, timestart=r.timestart, timeend=r.timeend)
