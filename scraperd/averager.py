@@ -339,6 +339,7 @@ class Averager:
         ctx = tgt.context_for(st.source, s)
         timefloor = to_utc(s.timefloor, tz) if s.timefloor else None
         with retry.side("target"):
+            seen = reader.max_seqno(self.target, self.tables)  # before the last record: see writer.Fence
             last = reader.last_validity(self.target, self.tables, ctx, timefloor=timefloor)
         floor = max(source.EPOCH_GUARD, s.timefloor or source.EPOCH_GUARD)
         if last is None and s.seed_timestart:
@@ -368,7 +369,7 @@ class Averager:
                  first=[self._fmt(t) for t in bins[0]] if bins else None,
                  last=[self._fmt(t) for t in bins[-1]] if bins else None)
         return Plan(table=st, context=ctx, floor=floor, bins=bins,
-                    fence=Fence(ctx, last.seqno if last else None, timefloor))
+                    fence=Fence(ctx, last.seqno if last else None, seen))
 
     # ------------------------------------------------------------------------------------------------------
     # the replay
@@ -473,6 +474,8 @@ class Averager:
                                            [p.fence for p in self.plans])
             del pending[:len(batch)]
             self.records += len(batch)
+            for p in self.plans:  # nobody else wrote our contexts up to our last SEQNO
+                p.fence = replace(p.fence, seen=seqnos[-1])
             for seqno, (plan, rec) in zip(seqnos, batch, strict=True):
                 plan.fence = replace(plan.fence, seqno=seqno)
                 emit("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),

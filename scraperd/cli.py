@@ -77,27 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     chk = sub.add_parser("check-config", help="validate every section and print a summary table",
                          description="Validate every section of the config file; exit 78 if any is broken.\n\n"
-                                     "Checked here, without connecting to any database: every key's value and the "
+                                     "Checked without connecting to any database: every key's value and the "
                                      "rules between keys\n(durations, binsize/territory on local midnight, seeding), "
                                      "the ~/.my.cnf sections named and the\ntarget specs. What needs the databases "
                                      "themselves (the columns aggregate_skips and\naggregate_filter name, refused "
                                      "credentials) is checked when the program starts, before it\nwrites anything: "
                                      "exit 78 there too, so supervisord marks it FATAL (a database that does\nnot "
                                      "answer is retried: db_retry events).\n\n"
-                                     "--connect also reads, from each scraper's and averager's target, the storage "
-                                     "engine of its\nthree tables (<T>, <T>Vld, LOCALSEQNO; read only: nothing is "
-                                     "written, no SQLite file is\ncreated): InnoDB or sqlite (one transaction per "
-                                     "write), \"MyISAM (LOCK TABLES)\" (any other\nengine: written under LOCK "
-                                     "TABLES, see README), each table's engine when they differ (- for one\nnot "
-                                     "created yet), \"no tables yet\" (the daemon creates them InnoDB), or "
-                                     "\"unreachable\" (the\nreason follows the table; the exit code does not "
-                                     "change).",
+                                     "The ENGINE column (unless --no-connect) is read from each valid scraper's "
+                                     "and averager's\ntarget: the storage engine of its three tables (<T>, <T>Vld, "
+                                     "LOCALSEQNO; read only: nothing\nis written, no SQLite file is created): InnoDB "
+                                     "or sqlite (one transaction per write),\n\"MyISAM (LOCK TABLES)\" (any other "
+                                     "engine: written under LOCK TABLES, see README), each\ntable's engine when they "
+                                     "differ (- for one not created yet), \"no tables yet\" (the daemon\ncreates "
+                                     "them InnoDB), or \"unreachable\" (the reason follows the table; the exit code "
+                                     "does\nnot change).",
                          epilog="examples:\n  scraperd -c etc/scraper.cfg check-config\n"
-                                "  scraperd -c etc/scraper.cfg check-config --connect",
+                                "  scraperd -c etc/scraper.cfg check-config --no-connect   # connect to nothing",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     chk.add_argument("--json", action="store_true", help="one JSON document instead of the table")
-    chk.add_argument("--connect", action="store_true",
-                     help="also connect to each target and show the storage engine of its tables")
+    chk.add_argument("--no-connect", dest="connect", action="store_false",
+                     help="connect to no database: no ENGINE column (the storage engine of each target's tables)")
 
     show = sub.add_parser("show", help="print a section's effective settings and where each came from",
                           description="Effective settings of one section: value and origin "

@@ -91,6 +91,7 @@ def _start_and_loop(daemon: Daemon, stop: threading.Event) -> str:
             return daemon.loop()
         except WriteConflict as exc:
             log.warning("write_conflict", table=exc.table, context=exc.context, expected=exc.expected,
-                        found=exc.found, action="nothing written; resuming from the target")
+                        found=exc.found, action="nothing written: another writer of this context (a second copy of "
+                        "this section?) wrote first; resuming from the target")
             if stop.is_set():
                 return signal_name(stop)

@@ -271,7 +271,7 @@ examples:
   scraperd logs pmthv_scraper -f --event propagate,db_retry,shutdown
 
 Event names: startup, seed, sample, propagate, tune, db_retry, seqno_repair, fake, progress,
-shutdown, and warnings named after their condition (bad_row, late_row, aggregate_empty, ...).
+shutdown, and warnings named after their condition (bad_row, late_row, aggregate_empty, write_conflict, ...).
 """
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.engine import URL, Engine
 
 from scraperd import databases
@@ -74,6 +75,14 @@ def _new_db(backend: str, tmp_path: Path, tag: str) -> TestDB:
         url = mysql_url(f"scrt_{tag}_{uuid.uuid4().hex[:10]}")
         databases.ensure_database(url)
     return TestDB(backend, url, databases.make_engine(url))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """structlog as new after each test: a test that ran `scraperd run` in-process configured it to
+    write to its captured (then closed) stderr, which a later test's events must not reach."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])

@@ -48,25 +48,28 @@ def _vld_seqnos(engine: sa.Engine) -> list[int]:
 def assert_stale_fences_write_nothing(engine: sa.Engine, tables: DbiTables) -> None:
     """Writes on stale fences raise WriteConflict naming what they found and write nothing (empty DcsPmtHv)."""
     other = Context(sitemask=2, subsite=1)
-    assert writer.write(engine, tables, _record(0), [Fence(CTX, None)]) == 1
+    assert writer.write(engine, tables, _record(0), [Fence(CTX, None, 0)]) == 1
     with pytest.raises(WriteConflict) as caught:  # this writer still believes the context is empty
-        writer.write_many(engine, tables, [_record(1), _record(1, other)], [Fence(CTX, None), Fence(other, None)])
+        writer.write_many(engine, tables, [_record(1), _record(1, other)],
+                          [Fence(CTX, None, 0), Fence(other, None, 0)])
     assert (caught.value.table, caught.value.expected, caught.value.found) == ("DcsPmtHv", None, 1)
     assert caught.value.context == {"sitemask": 1, "subsite": 1, "simmask": 1, "task": 0, "aggregateno": -1}
     assert _vld_seqnos(engine) == [1]  # nothing of the batch, not even the other context's record
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM DcsPmtHv")).scalar() == 1
         assert conn.execute(sa.text("SELECT LASTUSEDSEQNO FROM LOCALSEQNO WHERE TABLENAME = 'DcsPmtHv'")).scalar() == 1
-    assert writer.write(engine, tables, _record(1), [Fence(CTX, 1)]) == 2  # the right belief writes
-    with pytest.raises(WriteConflict):
-        writer.write(engine, tables, _record(2), [Fence(CTX, 1)])
-    # a fence with a timefloor sees only records starting at or after it, as the daemon's resume does
-    floor = T0 + timedelta(minutes=5)
-    assert writer.write(engine, tables, _record(6), [Fence(CTX, None, floor)]) == 3
+    assert writer.write(engine, tables, _record(1), [Fence(CTX, 1, 1)]) == 2  # the right belief writes
     with pytest.raises(WriteConflict) as caught:
-        writer.write(engine, tables, _record(7), [Fence(CTX, None, floor)])
-    assert caught.value.found == 3
-    assert _vld_seqnos(engine) == [1, 2, 3]
+        writer.write(engine, tables, _record(2), [Fence(CTX, 1, 1)])
+    assert (caught.value.expected, caught.value.found) == (1, 2)
+    # records of other contexts written since do not conflict; the one of the fenced context does
+    assert writer.write(engine, tables, _record(2, other), [Fence(other, None, 2)]) == 3
+    assert writer.write(engine, tables, _record(2), [Fence(CTX, 2, 2)]) == 4
+    assert writer.write(engine, tables, _record(3, other), [Fence(other, 3, 3)]) == 5
+    with pytest.raises(WriteConflict) as caught:
+        writer.write(engine, tables, _record(3), [Fence(CTX, 2, 2), Fence(other, 3, 4)])
+    assert caught.value.found == 4
+    assert _vld_seqnos(engine) == [1, 2, 3, 4, 5]
 
 
 def test_a_write_on_a_stale_fence_writes_nothing_and_names_what_it_found(db):

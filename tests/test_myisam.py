@@ -214,10 +214,11 @@ def test_racing_fenced_writers_on_myisam_never_write_on_the_same_belief(db: Test
     def extend(n: int) -> None:
         try:
             while n:
+                seen = reader.max_seqno(db.engine, tables)  # first, as the daemons do (writer.Fence)
                 last = reader.last_validity(db.engine, tables, CTX)
                 i = 0 if last is None else int((last.timeend - T0).total_seconds()) // 60
                 try:
-                    write(db.engine, tables, hv_record(i), [Fence(CTX, None if last is None else last.seqno)])
+                    write(db.engine, tables, hv_record(i), [Fence(CTX, None if last is None else last.seqno, seen)])
                     n -= 1
                 except WriteConflict:
                     conflicts.append(1)
@@ -303,7 +304,7 @@ def test_averager_on_myisam_warns_once_at_startup_and_writes_what_it_writes_on_i
 
 
 # ----------------------------------------------------------------------------------------------------------
-# check-config --connect
+# check-config: the ENGINE column (connects unless --no-connect)
 
 @pytest.mark.parametrize("backend", [MYSQL])
 def test_check_config_connect_shows_each_targets_engine(make_db, tmp_path, capsys):
@@ -322,10 +323,10 @@ def test_check_config_connect_shows_each_targets_engine(make_db, tmp_path, capsy
         "on_nothing": {**scraper, "target": "mysql+mysqldb://root:sekret@127.0.0.1:1/x"},
         "faker": {"mode": "faker", "regime": "scraperd.regimes.adtemp:AdTemp", "source": sqlite_url},
     })
-    assert cli.main(["-c", str(cfg), "check-config"]) == 0
-    assert "ENGINE" not in capsys.readouterr().out  # without --connect nothing connects (test_config.py)
+    assert cli.main(["-c", str(cfg), "check-config", "--no-connect"]) == 0
+    assert "ENGINE" not in capsys.readouterr().out  # --no-connect: nothing connects
 
-    assert cli.main(["-c", str(cfg), "check-config", "--connect"]) == 0  # unreachable is no config error
+    assert cli.main(["-c", str(cfg), "check-config"]) == 0  # unreachable is no config error
     out = capsys.readouterr()
     header, *lines = out.out.splitlines()
     start = header.index("ENGINE")
@@ -337,7 +338,7 @@ def test_check_config_connect_shows_each_targets_engine(make_db, tmp_path, capsy
     assert "scraperd: [on_nothing] target not reached: (200" in out.err and "sekret" not in out.err + out.out
     assert not (tmp_path / "new.db").exists()
 
-    assert cli.main(["-c", str(cfg), "check-config", "--connect", "--json"]) == 0
+    assert cli.main(["-c", str(cfg), "check-config", "--json"]) == 0
     rows = {r["section"]: r for r in json.loads(capsys.readouterr().out)["sections"]}
     assert rows["on_myisam"]["engines"] == {"DcsAdTemp": "MyISAM", "DcsAdTempVld": "MyISAM", "LOCALSEQNO": "MyISAM"}
     assert rows["on_sqlite"]["engine"] == "sqlite" and rows["on_nothing"]["engines"] is None

@@ -113,6 +113,21 @@ def test_a_skipped_propagation_moves_the_sampler_on_as_a_written_one_would(make_
     assert min(starts) < _utc(empty[0]["range"][0]) and max(starts) > _utc(empty[-1]["range"][1])  # around it
 
 
+def test_runs_cut_by_maxiter_shorter_than_an_empty_stretch_still_get_through_it(make_db, tmp_path):
+    """Every run resumes from the last written record and replays the skips after it: iterations
+    spent replaying them must not use up maxiter, or no run ever gets past the stretch."""
+    cfg, src, tgt = _empty_setup(make_db, tmp_path)
+    for _ in range(80):
+        events = run_section(cfg, "s", maxiter=15, catch_up=True)  # > one maxage (11 samples), < the stretch (120)
+        if events_named(events, "shutdown")[0]["reason"] == "caught_up":
+            break
+    assert events_named(events, "shutdown")[0]["reason"] == "caught_up", "cut runs never got through the stretch"
+    (tmp_path / "once").mkdir()
+    once_cfg, _, once = _empty_setup(make_db, tmp_path / "once")
+    run_section(once_cfg, "s", maxiter=1000, catch_up=True)
+    assert target_rows(tgt.engine, "DcsAdLidSensor") == target_rows(once.engine, "DcsAdLidSensor")
+
+
 def test_skipped_propagations_do_not_depend_on_where_runs_were_cut(make_db, tmp_path):
     cfg, src, tgt = _empty_setup(make_db, tmp_path)
     for cut in (7, 13, 4, 25, 300):  # cuts inside the stretch the filter empties, and around it

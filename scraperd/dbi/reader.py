@@ -154,6 +154,19 @@ def last_validity_select(tables: DbiTables, context: Context,
     return stmt
 
 
+def written_after_select(tables: DbiTables, context: Context, seqno: int) -> sa.Select[Any]:
+    """The highest SEQNO above `seqno` holding a Vld row of exactly this context (NULL: none): a
+    primary-key range over the rows written since, which stays short (writer.Fence)."""
+    v = tables.vld.c
+    return sa.select(sa.func.max(v.SEQNO)).where(v.SEQNO > seqno, _exact_context(tables, context))
+
+
+def max_seqno(conn_or_engine: Connection | Engine, tables: DbiTables) -> int:
+    """The table's highest SEQNO in <T>Vld (0 when empty), from the primary key alone."""
+    with connected(conn_or_engine) as conn:
+        return int(conn.execute(sa.select(sa.func.max(tables.vld.c.SEQNO))).scalar() or 0)
+
+
 def last_validity(conn_or_engine: Connection | Engine, tables: DbiTables, context: Context,
                   timefloor: datetime | None = None) -> VldRow | None:
     """The validity record of a context that ends last (ties: highest SEQNO); None when there is none.

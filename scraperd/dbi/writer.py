@@ -25,11 +25,12 @@ Vld row, invisible to context queries, whose SEQNO LOCALSEQNO and max(SEQNO) of 
 reuse; never a Vld row without its payload, since payload rows go in first. tables.create_tables()
 reads the engines at start-up (DbiTables.engines) and warns: non_transactional_target.
 
-Fenced writes: a daemon passes, for every context it writes, the SEQNO of the context's last
-validity record its state is based on (a Fence). Under the LOCALSEQNO lock (LOCK TABLES on a
-non-transactional target), before anything is inserted, each is read again; if one changed (another
-copy of the section wrote first), nothing is written and WriteConflict says which. So two copies of
-a section never write a record twice.
+Fenced writes: a daemon passes, for every context it writes, a Fence: the context's last validity
+record its state is based on, and the table's highest SEQNO it had seen before reading that record.
+Under the LOCALSEQNO lock (LOCK TABLES on a non-transactional target), before anything is inserted,
+the Vld rows written since (a primary-key range: cheap however large the table) are looked at; if
+one belongs to a fenced context (another copy of the section wrote first), nothing is written and
+WriteConflict says which. So two copies of a section never write a record twice.
 
 Overlay rule (DBI's QueryOverlayVersionDate), used when a record's versiondate is None: run the
 context query for the record's own context at its TIMESTART; in a gap VERSIONDATE = TIMESTART,
@@ -100,12 +101,16 @@ class Context:
 
 @dataclass(frozen=True)
 class Fence:
-    """What a writer's state rests on: the last validity record of `context` (reader.last_validity
-    with `timefloor`) is SEQNO `seqno`, or there is none (None)."""
+    """What a writer's state rests on: no Vld row of `context` has a SEQNO above `seen`.
+
+    `seen` is the table's highest SEQNO (reader.max_seqno) read before the context's last record was
+    (so a record committed in between makes a conflict, never a miss), or the writer's own last SEQNO
+    after each write; `seqno` is that last record (None: none), named by a conflict.
+    """
 
     context: Context
     seqno: int | None
-    timefloor: datetime | None = None
+    seen: int
 
 
 @dataclass(frozen=True)
@@ -260,11 +265,10 @@ def write(engine: Engine, tables: DbiTables, record: Record, fences: Sequence[Fe
 
 
 def _check_fences(conn: Connection, tables: DbiTables, fences: Sequence[Fence]) -> None:
-    """WriteConflict unless every fenced context's last validity record is still the expected one."""
+    """WriteConflict when a Vld row of a fenced context was written after the fence's `seen`."""
     for f in fences:
-        found = conn.execute(reader.last_validity_select(tables, f.context, f.timefloor)
-                             .with_only_columns(tables.vld.c.SEQNO)).scalar()
-        if found != f.seqno:
+        found = conn.execute(reader.written_after_select(tables, f.context, f.seen)).scalar()
+        if found is not None:
             raise WriteConflict(tables.name, asdict(f.context), f.seqno, found)
 
 

@@ -67,6 +67,7 @@ class SourceCursor:
     index: int = 0                                        # its place in the regime: breaks ties in the order
     pending: list[tuple[datetime, Record]] = field(default_factory=list)  # (sample time, record), uncommitted
     idle: bool = False                                    # its last read found no row
+    skipping: bool = False                                # a propagation skipped since its last record
     warned_duplicates: int = 0
 
 
@@ -94,6 +95,7 @@ class ScraperDaemon:
         self.heads: list[datetime | None] = []  # source heads for the lag, re-read at most every HEADS_EVERY_S
         self.heads_read_at = -HEADS_EVERY_S
         self.iterations = 0
+        self.replays = 0  # iterations that only replay skipped propagations: maxiter does not count them
         self.propagations = 0
         self.sleep_s = s.sleep.total_seconds()
         self.effective_heartbeat = s.heartbeat * (s.offset + 1)
@@ -141,10 +143,11 @@ class ScraperDaemon:
         ctx = tgt.context_for(st.source, s)
         floor = sampling.to_utc(s.timefloor, tz) if s.timefloor else None
         with retry.side("target"):
+            seen = reader.max_seqno(self.target, self.tables)  # before the last record: see writer.Fence
             last = reader.last_validity(self.target, self.tables, ctx, timefloor=floor)
             empty = last is None and (floor is None or reader.last_validity(self.target, self.tables, ctx) is None)
         if empty:  # a context holding any record, even one timefloor hides, is never seeded
-            self._seed(st, ctx)
+            seen = self._seed(st, ctx)  # fenced on an empty context: nobody else wrote it up to the seed
             with retry.side("target"):
                 last = reader.last_validity(self.target, self.tables, ctx, timefloor=floor)
         sv0 = None
@@ -159,9 +162,9 @@ class ScraperDaemon:
         log.info("startup", source=st.source.name, **tgt.context_fields(ctx), seqno=last.seqno if last else None,
                  resume=resumed, tcursor=self._fmt(tcursor), sv0=sv0.id if sv0 else None, target=self.spec.table)
         return SourceCursor(source=st.source, table=st, context=ctx, sampler=sampler,
-                            fence=Fence(ctx, last.seqno if last else None, floor))
+                            fence=Fence(ctx, last.seqno if last else None, seen))
 
-    def _seed(self, st: source.SourceTable, ctx: Context) -> None:
+    def _seed(self, st: source.SourceTable, ctx: Context) -> int:
         s = self.s
         assert self.tables is not None
         if not s.seed_target_tables:
@@ -172,26 +175,36 @@ class ScraperDaemon:
         end = sampling.to_utc(s.seed_timeend, s.source_tz)
         rows = tgt.seed_payload(self.regime, st.source, self.spec)
         with retry.side("target"):  # fenced on "no record at all": two copies never both seed
-            seqno = writer.write(self.target, self.tables, Record(start, end, ctx, rows), [Fence(ctx, None)])
+            seqno = writer.write(self.target, self.tables, Record(start, end, ctx, rows), [Fence(ctx, None, 0)])
         log.info("seed", source=st.source.name, seqno=seqno, timestart=start, timeend=end, **tgt.context_fields(ctx))
+        return seqno
 
     # ------------------------------------------------------------------------------------------------------
     # the loop
 
     def loop(self) -> str:
-        """Iterate until maxiter or a signal; returns the reason."""
+        """Iterate until maxiter or a signal; returns the reason.
+
+        While catching up, an iteration in which a source collected while it had skipped a
+        propagation (an empty aggregate) since its last record does not count for maxiter: every run
+        resumes from that record and replays the skips, so a run cut by maxiter must get through them.
+        """
         s = self.s
         while not self.stop.is_set():
-            if s.maxiter and self.iterations >= s.maxiter:
+            if s.maxiter and self.iterations - self.replays >= s.maxiter:
                 self.flush(final=True)
                 return "maxiter"
             self.iterations += 1
             collected = 0
+            replay = False
             for cur in self.cursors:
                 if self.stop.is_set():
                     break
+                skipping = cur.skipping
                 if self._iterate_source(cur):
                     collected += 1
+                    replay = replay or skipping or cur.skipping
+            self.replays += replay and self.sleep_s == 0  # catching up: at the head, every iteration counts
             behind = collected and self.sleep_s == 0
             if not behind or self.stop.is_set():
                 self.flush()
@@ -201,7 +214,7 @@ class ScraperDaemon:
                 self.flush(final=True)
                 return "caught_up"
             wait = self.sleep_s if collected else max(self.sleep_s, s.sleep.total_seconds(), 0.05)
-            if wait > 0 and not (s.maxiter and self.iterations >= s.maxiter):
+            if wait > 0 and not (s.maxiter and self.iterations - self.replays >= s.maxiter):
                 self.stop.wait(wait)
         self.flush(final=True)
         return lifecycle.signal_name(self.stop)
@@ -287,6 +300,7 @@ class ScraperDaemon:
                 # the sampler moves on as after a written record, so the next range starts here; a
                 # restart replays the same rows from the last written record to the same decisions
                 cur.sampler = sampling.propagated(cur.sampler, vld, s.source_tz)
+                cur.skipping = True
                 return
             sv = (sv[0], sv[-1].with_aggd(filled))
         rows = [dict(r) for r in self.scraper.propagate(sv)]
@@ -295,6 +309,7 @@ class ScraperDaemon:
             log.warning("bad_row", source=cur.source.name, id=sv[-1].id, null_columns=nulls[:8],
                         action="written as NULL")
         cur.pending.append((sv[-1].date_time, Record(vld.timestart, vld.timeend, cur.context, rows)))
+        cur.skipping = False
         cur.sampler = sampling.propagated(cur.sampler, vld, s.source_tz)
         self.propagations += 1
         pending = sum(len(c.pending) for c in self.cursors)
@@ -327,6 +342,8 @@ class ScraperDaemon:
             records = [cur.pending[n][1] for cur, n in chosen]
             with retry.side("target"):
                 seqnos = writer.write_many(self.target, self.tables, records, [c.fence for c in self.cursors])
+            for cur in self.cursors:  # nobody else wrote our contexts up to our last SEQNO
+                cur.fence = replace(cur.fence, seen=seqnos[-1])
             for seqno, (cur, _), rec in zip(seqnos, chosen, records, strict=True):
                 cur.fence = replace(cur.fence, seqno=seqno)
                 log.info("propagate", source=cur.source.name, seqno=seqno, rows=len(rec.rows),
