@@ -2,7 +2,8 @@
 
 Event names are an interface (operators, `scraperd logs` and the tests read them):
 
-    startup       per source: context (sitemask, subsite) and tcursor; the daemon is ready
+    startup       per source: context (sitemask, subsite), seqno and tcursor (scraper: start_from
+                  last_record or timefloor, when timefloor hides every record); the daemon is ready
     seed          a seed record written into an empty target
     sample        one source-vector sample: section, source, n, ids, tcursor, fullness, state, range, proceed
     propagate     a validity record written: source, seqno, rows, timestart, timeend (UTC), sitemask, subsite

@@ -28,6 +28,7 @@ from tests.conftest import wait_until
 from tests.scrapekit import run_section, target_rows, url_text, write_cfg
 from tests.sourcedata import create_source, insert_rows
 from tests.supervisorkit import read_events
+from tests.test_supervisor import vld_count
 
 LID = "scraperd.regimes.adlidsensor:AdLidSensor"
 SEED = {"seed_target_tables": "True", "seed_timestart": "2011-01-31 23:59:00", "seed_timeend": "2011-02-01 00:00:00"}
@@ -107,8 +108,9 @@ def test_two_live_copies_then_the_first_killed_write_what_one_run_writes_seqno_f
     second = _spawn(cfg, "adlid_scraper", tmp_path / "second.log")
     procs = [faker, first, second]
     try:
-        wait_until(lambda: sum(e["event"] == "propagate" for e in read_events(tmp_path / "first.log")) >= 20,
-                   timeout=60, what="the first copy to write 20 records", interval=0.1)
+        # whichever copy wins the races: 20 records written while both are alive, then the first dies
+        wait_until(lambda: vld_count(tgt.engine, "DcsAdLidSensor") >= 22, timeout=60,
+                   what="20 records after the seeds", interval=0.1)
         assert first.poll() is None and second.poll() is None
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -116,7 +118,7 @@ def test_two_live_copies_then_the_first_killed_write_what_one_run_writes_seqno_f
         run_section(cfg, "reference", catch_up=True)  # the source is complete: one uninterrupted run of it
         want = target_rows(ref.engine, "DcsAdLidSensor")
         assert len(want[0]) > 40
-        wait_until(lambda: len(target_rows(tgt.engine, "DcsAdLidSensor")[0]) >= len(want[0]), timeout=60,
+        wait_until(lambda: vld_count(tgt.engine, "DcsAdLidSensor") >= len(want[0]), timeout=60,
                    what=f"the second copy to write {len(want[0])} Vld rows", interval=0.2)
         assert second.poll() is None  # it carried on alone
         second.send_signal(signal.SIGTERM)

@@ -36,9 +36,9 @@ def test_timefloor_hiding_every_record_starts_at_timefloor_and_never_reseeds(mak
         assert not events_named(events, "seed")
         startup = events_named(events, "startup")[0]
         if run == 0:
-            assert startup["resume"] == "timefloor" and startup["tcursor"] == floor and startup["seqno"] is None
+            assert startup["start_from"] == "timefloor" and startup["tcursor"] == floor and startup["seqno"] is None
         else:
-            assert startup["resume"] == "last_record" and startup["seqno"] > before[-1][0]
+            assert startup["start_from"] == "last_record" and startup["seqno"] > before[-1][0]
     vld = target_rows(tgt.engine, "DcsAdTemp")[0]
     assert vld[:len(before)] == before  # nothing rewritten, one seed (SEQNO 1) only
     assert [r for r in vld if r[1] == datetime(2011, 1, 31, 16, 0, 0)] == [before[0]]  # the seed
@@ -63,12 +63,15 @@ database = tmp_offline_copy
 
 
 @pytest.mark.parametrize("mode", ["scraper", "averager"])
-def test_offline_db_is_recognised_by_its_mycnf_section_name(tmp_path, monkeypatch, capsys, mode):
+@pytest.mark.parametrize("named", ["section", "url"])
+def test_offline_db_is_recognised_by_its_mycnf_section_name(tmp_path, monkeypatch, capsys, mode, named):
     mycnf = tmp_path / "my.cnf"
     mycnf.write_text(MYCNF)
     monkeypatch.setenv("SCRAPERD_MYCNF", str(mycnf))
+    target = "offline_db" if named == "section" else \
+        f"mysql+mysqldb://?read_default_file={mycnf}&read_default_group=offline_db"
     section = {"regime": REGIMES["adlid"], "mode": mode, "source": f"sqlite:///{tmp_path / 'src.db'}",
-               "target": "offline_db"}
+               "target": target}
     if mode == "scraper":
         section.update(seed_target_tables="True", seed_timestart="2011-02-01 00:00:00",
                        seed_timeend="2011-02-01 00:00:10")

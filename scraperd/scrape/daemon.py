@@ -160,7 +160,7 @@ class ScraperDaemon:
                 sv0 = source.row_at(conn, st, sampling.to_local(last.timestart, tz))
         sampler = sampling.resume(tcursor, sv0, s.offset)
         log.info("startup", source=st.source.name, **tgt.context_fields(ctx), seqno=last.seqno if last else None,
-                 resume=resumed, tcursor=self._fmt(tcursor), sv0=sv0.id if sv0 else None, target=self.spec.table)
+                 start_from=resumed, tcursor=self._fmt(tcursor), sv0=sv0.id if sv0 else None, target=self.spec.table)
         return SourceCursor(source=st.source, table=st, context=ctx, sampler=sampler,
                             fence=Fence(ctx, last.seqno if last else None, seen))
 

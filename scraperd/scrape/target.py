@@ -49,14 +49,16 @@ def context_fields(ctx: Context) -> dict[str, int]:
     return {"sitemask": ctx.sitemask, "subsite": ctx.subsite, "simmask": ctx.simmask, "task": ctx.task}
 
 
-def protected(url: URL, name: str, protected: Sequence[str] = PROTECTED_DATABASES) -> str | None:
-    """How a database is protected: "the ... database is offline_db" (its name in the URL), or "the ...
-    database is my.cnf section offline_db" (named by that section, whatever database it holds); else None."""
+def protected(url: URL, name: str, names: Sequence[str] = PROTECTED_DATABASES) -> str | None:
+    """How a database is protected: "offline_db" (its name in the URL), or "my.cnf section offline_db"
+    (named by that section, as `target = offline_db` or a URL's read_default_group, whatever database
+    it holds); else None."""
     database = databases.database_name(url)
-    if database in protected:
+    if database in names:
         return database
-    if not databases.is_url(name) and name in protected:
-        return f"my.cnf section {name}"
+    group = name if not databases.is_url(name) else url.query.get("read_default_group")
+    if isinstance(group, str) and group in names:
+        return f"my.cnf section {group}"
     return None
 
 
