@@ -306,7 +306,7 @@ class Averager:
             self.dropped = True  # once per process: a reconnect must not drop what this run wrote
             log.info("drop_target", table=self.spec.table)
         with retry.side("target"):
-            self.tables = create_tables(self.target, self.spec)
+            self.tables = create_tables(self.target, self.spec, previous=self.tables)  # warns once, not per restart
         self.plans = [self._plan(st) for st in tables]
         self.cells = cells([p.bins for p in self.plans], s.territory)
         if self.progress is not None:

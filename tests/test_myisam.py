@@ -342,3 +342,17 @@ def test_check_config_connect_shows_each_targets_engine(make_db, tmp_path, capsy
     rows = {r["section"]: r for r in json.loads(capsys.readouterr().out)["sections"]}
     assert rows["on_myisam"]["engines"] == {"DcsAdTemp": "MyISAM", "DcsAdTempVld": "MyISAM", "LOCALSEQNO": "MyISAM"}
     assert rows["on_sqlite"]["engine"] == "sqlite" and rows["on_nothing"]["engines"] is None
+
+
+@pytest.mark.parametrize("backend", [MYSQL])
+def test_the_warning_is_not_repeated_by_a_restart_inside_the_process(db: TestDB) -> None:
+    """A reconnect or a write conflict runs start-up again (create_tables with what the last one found):
+    the engines have not changed, so no second warning; a change of engine is warned again."""
+    first = to_myisam(db)
+    with structlog.testing.capture_logs() as events:
+        again = create_tables(db.engine, find_spec("DcsPmtHv"), previous=first)
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE `DcsPmtHvVld` ENGINE=InnoDB")
+        create_tables(db.engine, find_spec("DcsPmtHv"), previous=again)
+    warned = events_named(events, "non_transactional_target")
+    assert len(warned) == 1 and warned[0]["engines"]["DcsPmtHvVld"] == "InnoDB"

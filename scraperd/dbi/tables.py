@@ -368,14 +368,15 @@ def _ddl_lock(engine: Engine) -> Iterator[Connection]:
             conn.commit()
 
 
-def create_tables(engine: Engine, spec: Spec) -> DbiTables:
+def create_tables(engine: Engine, spec: Spec, previous: DbiTables | None = None) -> DbiTables:
     """Create <T>, <T>Vld, their indexes and LOCALSEQNO with its '*' and <T> rows, whichever are missing.
 
     Idempotent, and safe to run from several processes at once. Each missing piece is created on
     its own, so a run cut off between two statements (MySQL's DDL is not transactional) is completed
     by the next. The table's own LOCALSEQNO row is created here (a copy of '*') so that writers find
     a row to lock (see writer.py). The tables' engines are read and returned in DbiTables.engines;
-    when they are not transactional, one `non_transactional_target` warning is logged.
+    when they are not transactional, one `non_transactional_target` warning is logged, unless
+    `previous` (what this process's last start-up found: a reconnect, a write conflict) had the same.
     """
     tables = tables_for(spec)
     with _ddl_lock(engine) as conn, conn.begin():
@@ -392,7 +393,7 @@ def create_tables(engine: Engine, spec: Spec) -> DbiTables:
         if conn.dialect.name == "sqlite":
             _whole_second_text(conn, tables)
         found = engines(conn, tables)
-    if not is_transactional(found):
+    if not is_transactional(found) and (previous is None or previous.engines != found):
         log.warning("non_transactional_target", table=tables.name, engines=found, locking="LOCK TABLES",
                     crash_can_leave=CRASH_CAN_LEAVE)
     return replace(tables, engines=found)

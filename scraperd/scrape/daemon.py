@@ -107,7 +107,7 @@ class ScraperDaemon:
     def start(self) -> None:
         s = self.s
         with retry.side("target"):
-            self.tables = create_tables(self.target, self.spec)
+            self.tables = create_tables(self.target, self.spec, previous=self.tables)  # warns once, not per restart
         self.cursors = []
         with retry.side("source"), self.source_engine.connect() as conn:
             tables = [source.reflect(conn, src) for src in self.regime_cls.sources]

@@ -15,7 +15,9 @@ primary key of each source's main table, and reports each as a `late_row` warnin
            sv[0]'s) but dated before it, at most START_WINDOW before: late commits while no
            scraper ran. A window of date_time, so that a start-up far behind costs no table scan.
 
-At most LISTED events per source and look, then one summary with rows=N. Nothing here reads a row
+A late row repeating the date_time of a row with a smaller id is no loss (a rebuild ignores it too:
+the first by id counts) and is not reported. At most LISTED events per source and look, then one
+summary with rows=N. Nothing here reads a row
 for sampling or changes what is written: source_delay is how late commits get read in order.
 Limits (README, "Behaviour worth knowing"): an auto-increment id is allocated at INSERT, not at
 COMMIT, so a row committed after a larger id was looked at is not seen; only the main table of a
@@ -96,7 +98,8 @@ class Watcher:
             return
         found = Found()
         for row_id, dt in source.inserted_after(conn, st, sv0, head, sv0.date_time - START_WINDOW):
-            if dt >= source.EPOCH_GUARD and sampling.missed(state, None, dt):
+            if dt >= source.EPOCH_GUARD and sampling.missed(state, None, dt) \
+                    and not source.has_twin_before(conn, st, row_id, dt):
                 found.add(row_id, dt)
         self._report(name, found, "startup")
 
@@ -118,7 +121,7 @@ class Watcher:
                     continue  # NULL, zero and 1970 dates are bad rows, never read by anyone
                 if fetched_ids is None:  # only when a new row is behind the point read: rare
                     fetched_ids = {r.id for r in fetched}
-                if row_id not in fetched_ids:
+                if row_id not in fetched_ids and not source.has_twin_before(conn, st, row_id, dt):
                     found.add(row_id, dt)
             if len(new) < CHUNK:
                 break

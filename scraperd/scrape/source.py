@@ -166,6 +166,13 @@ def ids_after(conn: sa.Connection, st: SourceTable, after: int, limit: int) -> l
     return [(int(i), dt) for i, dt in conn.execute(q)]
 
 
+def has_twin_before(conn: sa.Connection, st: SourceTable, row_id: int, dt: datetime) -> bool:
+    """Whether a main-table row with a smaller id has exactly this date_time (so this one is an ignored
+    duplicate, in any run): one date_time index look-up."""
+    q = sa.select(st.id).where(st.date_time >= dt, st.date_time < dt + SECOND, st.id < row_id).limit(1)
+    return conn.execute(q).first() is not None
+
+
 def inserted_after(conn: sa.Connection, st: SourceTable, row: SourceRow, upto_id: int,
                    since: datetime) -> list[tuple[int, datetime]]:
     """(id, date_time), by id, of main-table rows inserted after `row` (id above its, up to upto_id) yet
