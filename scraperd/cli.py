@@ -89,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "LOCALSEQNO; read only: nothing\nis written, no SQLite file is created): InnoDB "
                                      "or sqlite (one transaction per write),\n\"MyISAM (LOCK TABLES)\" (any other "
                                      "engine: written under LOCK TABLES, see README), each\ntable's engine when they "
-                                     "differ (- for one not created yet), \"no tables yet\" (the daemon\ncreates "
-                                     "them InnoDB), or \"unreachable\" (the reason follows the table; the exit code "
-                                     "does\nnot change).",
+                                     "differ (- for one not created yet), \"no tables yet\" or \"no database\nyet\" (the "
+                                     "daemon creates them InnoDB), \"no driver\" or \"unreachable\" (the reason "
+                                     "follows\nthe table; the exit code does not change).",
                          epilog="examples:\n  scraperd -c etc/scraper.cfg check-config\n"
                                 "  scraperd -c etc/scraper.cfg check-config --no-connect   # connect to nothing",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,12 +173,18 @@ def _target_engine(checked: target.Checked) -> dict[str, Any]:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
             and not Path(url.database).exists():
         return {"engine": "no database yet", "engines": None, "engine_error": None}
-    engine = databases.make_engine(url, readonly=True)
+    try:
+        engine = databases.make_engine(url, readonly=True)
+    except (sa.exc.ArgumentError, ImportError) as exc:  # no such dialect, or its driver is not installed
+        return {"engine": "no driver", "engines": None, "engine_error": str(exc).splitlines()[0]}
     try:
         with engine.connect() as conn:
             found = tables.engines(conn, tables.tables_for(checked.spec))
     except sa.exc.DBAPIError as exc:  # the driver's message names no password
-        return {"engine": "unreachable", "engines": None, "engine_error": str(exc.orig)}
+        code = next(iter(getattr(exc.orig, "args", ())), None)
+        missing = code == 1049  # the server answers; the database does not exist
+        return {"engine": "no database yet" if missing else "unreachable", "engines": None,
+                "engine_error": str(exc.orig)}
     finally:
         engine.dispose()
     return {"engine": tables.describe_engines(found), "engines": found, "engine_error": None}

@@ -321,6 +321,8 @@ def test_check_config_connect_shows_each_targets_engine(make_db, tmp_path, capsy
         "on_sqlite": {**scraper, "target": sqlite_url},
         "on_new_sqlite": {**scraper, "target": f"sqlite:///{tmp_path / 'new.db'}"},
         "on_nothing": {**scraper, "target": "mysql+mysqldb://root:sekret@127.0.0.1:1/x"},
+        "on_no_db": {**scraper, "target": url_text(innodb).replace(innodb.url.database, "scrt_no_such_db")},
+        "on_no_driver": {**scraper, "target": "mysql+nosuchdriver://root@127.0.0.1/x"},
         "faker": {"mode": "faker", "regime": "scraperd.regimes.adtemp:AdTemp", "source": sqlite_url},
     })
     assert cli.main(["-c", str(cfg), "check-config", "--no-connect"]) == 0
@@ -334,7 +336,8 @@ def test_check_config_connect_shows_each_targets_engine(make_db, tmp_path, capsy
     assert shown == {"on_myisam": "MyISAM (LOCK TABLES)", "on_innodb": "InnoDB",
                      "on_mixed": "DcsAdTemp=InnoDB DcsAdTempVld=MyISAM LOCALSEQNO=InnoDB (LOCK TABLES)",
                      "on_empty": "no tables yet", "on_sqlite": "sqlite", "on_new_sqlite": "no database yet",
-                     "on_nothing": "unreachable", "faker": ""}
+                     "on_nothing": "unreachable", "on_no_db": "no database yet", "on_no_driver": "no driver",
+                     "faker": ""}
     assert "scraperd: [on_nothing] target not reached: (200" in out.err and "sekret" not in out.err + out.out
     assert not (tmp_path / "new.db").exists()
 
