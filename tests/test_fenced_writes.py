@@ -25,7 +25,7 @@ from scraperd.dbi.tables import DbiTables, create_tables
 from scraperd.dbi.writer import Context, Fence, Record
 from scraperd.errors import WriteConflict
 from tests.conftest import wait_until
-from tests.scrapekit import run_section, target_rows, url_text, write_cfg
+from tests.scrapekit import events_named, run_section, target_rows, url_text, write_cfg
 from tests.sourcedata import create_source, insert_rows
 from tests.supervisorkit import read_events
 from tests.test_supervisor import vld_count
@@ -103,11 +103,18 @@ def test_two_live_copies_then_the_first_killed_write_what_one_run_writes_seqno_f
     src, tgt, ref = make_db("src"), make_db("tgt"), make_db("ref")
     n_rows = 250
     cfg = _lid_cfg(tmp_path, src, tgt, ref, maxiter=str(n_rows))
-    faker = _spawn(cfg, "adlid_faker", tmp_path / "faker.log")
+    create_source(src.url)
     first = _spawn(cfg, "adlid_scraper", tmp_path / "first.log")
     second = _spawn(cfg, "adlid_scraper", tmp_path / "second.log")
-    procs = [faker, first, second]
+    procs = [first, second]
     try:
+        # both copies in their loop before the first row: every record is raced (one seeds, the other
+        # finds the seed or conflicts on it)
+        for log in ("first.log", "second.log"):
+            wait_until(lambda log=log: len(events_named(read_events(tmp_path / log), "startup")) >= 2, timeout=60,
+                       what=f"{log}: both sources started", interval=0.1)
+        faker = _spawn(cfg, "adlid_faker", tmp_path / "faker.log")
+        procs.append(faker)
         # whichever copy wins the races: 20 records written while both are alive, then the first dies
         wait_until(lambda: vld_count(tgt.engine, "DcsAdLidSensor") >= 22, timeout=60,
                    what="20 records after the seeds", interval=0.1)
