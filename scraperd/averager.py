@@ -70,7 +70,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -469,15 +469,14 @@ class Averager:
         emit = log.debug if logsetup.for_people() and self.progress is not None and self.progress.tty else log.info
         while pending:
             batch = pending[:BATCH_RECORDS]
+            records = [rec for _, rec in batch]
             with retry.side("target"):  # fenced: a second copy of the section that wrote first makes this a no-op
-                seqnos = writer.write_many(self.target, self.tables, [rec for _, rec in batch],
-                                           [p.fence for p in self.plans])
+                seqnos = writer.write_many(self.target, self.tables, records, [p.fence for p in self.plans])
             del pending[:len(batch)]
             self.records += len(batch)
-            for p in self.plans:  # nobody else wrote our contexts up to our last SEQNO
-                p.fence = replace(p.fence, seen=seqnos[-1])
+            for p in self.plans:
+                p.fence = p.fence.after(records, seqnos)
             for seqno, (plan, rec) in zip(seqnos, batch, strict=True):
-                plan.fence = replace(plan.fence, seqno=seqno)
                 emit("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
                      timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
                      sitemask=plan.context.sitemask, subsite=plan.context.subsite)

@@ -66,7 +66,7 @@ class DataError(ScraperdError):
 
 
 class WriteConflict(ScraperdError):
-    """A fenced write found the context's last validity record changed since this process read it.
+    """A fenced write found a record of its context written since this process last looked.
 
     Nothing was written. Another copy of the section (a hand run beside supervisord's, a second host)
     wrote first; the daemon resumes from the target as at start-up (lifecycle.py).

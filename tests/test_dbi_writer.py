@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -347,6 +347,18 @@ def start_writer(db: TestDB, writer: int, count: int, *extra: str | Path) -> sub
                             cwd=REPO, env=env, stderr=subprocess.PIPE)
 
 
+def write_together(db: TestDB, tmp_path: Path, writers: Sequence[int], count: int) -> None:
+    """Writer processes that start writing at one instant (each waits for a go file), all exit 0."""
+    go = tmp_path / "go"
+    procs = [start_writer(db, w, count, "--ready", tmp_path / f"ready{w}", "--go", go) for w in writers]
+    wait_until(lambda: all((tmp_path / f"ready{w}").exists() for w in writers), timeout=30,
+               what=f"writers {list(writers)} ready")
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+
+
 def check_whole_records(db: TestDB, tables: DbiTables, orphans: Collection[int] = ()) -> list[dict[str, Any]]:
     """Every Vld row has its complete payload and every payload row its Vld row, but for the SEQNOs
     `orphans` (on MyISAM: a write cut off between its payload and its Vld rows); LOCALSEQNO == max SEQNO."""
@@ -371,13 +383,7 @@ def test_two_processes_writing_one_table_get_seqnos_1_to_1000(db: TestDB, pmthv:
                                                               tmp_path: Path) -> None:
     # Without the table's own LOCALSEQNO row both writers also race to create it (the deadlock-prone case).
     set_localseqno(db, "DcsPmtHv", None)
-    go = tmp_path / "go"
-    procs = [start_writer(db, w, 500, "--ready", tmp_path / f"ready{w}", "--go", go) for w in (1, 2)]
-    wait_until(lambda: all((tmp_path / f"ready{w}").exists() for w in (1, 2)), timeout=30, what="both writers ready")
-    go.touch()
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err.decode()
+    write_together(db, tmp_path, (1, 2), 500)
     vlds = check_whole_records(db, pmthv)
     assert [v["SEQNO"] for v in vlds] == list(range(1, 1001))
     assert localseqno(db) == {"*": 0, "DcsPmtHv": 1000}

@@ -73,6 +73,13 @@ def assert_stale_fences_write_nothing(engine: sa.Engine, tables: DbiTables) -> N
     assert _vld_seqnos(engine) == [1, 2, 3, 4, 5]
 
 
+def test_a_fence_after_a_write_rests_on_its_own_last_record_and_the_batch_end():
+    other = Context(sitemask=2, subsite=1)
+    batch = [_record(1), _record(1, other), _record(2), _record(3, other)]
+    assert Fence(CTX, 4, 4).after(batch, [5, 6, 7, 8]) == Fence(CTX, 7, 8)
+    assert Fence(other, None, 4).after(batch[:1], [5]) == Fence(other, None, 5)  # none of its own: seen moves
+
+
 def test_a_write_on_a_stale_fence_writes_nothing_and_names_what_it_found(db):
     assert_stale_fences_write_nothing(db.engine, create_tables(db.engine, find_spec("DcsPmtHv")))
 

@@ -37,6 +37,7 @@ from tests.test_dbi_writer import (
     start_writer,
     statements,
     vld_rows,
+    write_together,
 )
 from tests.test_fenced_writes import _lid_rows, assert_stale_fences_write_nothing
 
@@ -127,14 +128,7 @@ def test_three_writers_on_myisam_get_seqnos_1_to_900_each_record_whole(db: TestD
                                                                        which: Sequence[str]) -> None:
     # Before LOCK TABLES: IntegrityError 1062 Duplicate entry for key 'PRIMARY' within a few writes.
     tables = to_myisam(db, which=which)
-    go = tmp_path / "go"
-    procs = [start_writer(db, w, 300, "--ready", tmp_path / f"ready{w}", "--go", go) for w in (1, 2, 3)]
-    wait_until(lambda: all((tmp_path / f"ready{w}").exists() for w in (1, 2, 3)), timeout=30,
-               what="three writers ready")
-    go.touch()
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err.decode()
+    write_together(db, tmp_path, (1, 2, 3), 300)
     vlds = check_whole_records(db, tables)
     assert [v["SEQNO"] for v in vlds] == list(range(1, 901))
     for w in (1, 2, 3):

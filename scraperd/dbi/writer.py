@@ -112,6 +112,12 @@ class Fence:
     seqno: int | None
     seen: int
 
+    def after(self, records: Sequence[Record], seqnos: Sequence[int]) -> Fence:
+        """The fence once this process wrote `records` as `seqnos` in one write fenced on it: nobody
+        else wrote the context up to the last of them, and its last record is the last written in it."""
+        mine = [n for r, n in zip(records, seqnos, strict=True) if r.context == self.context]
+        return Fence(self.context, mine[-1] if mine else self.seqno, seqnos[-1])
+
 
 @dataclass(frozen=True)
 class Record:

@@ -342,10 +342,9 @@ class ScraperDaemon:
             records = [cur.pending[n][1] for cur, n in chosen]
             with retry.side("target"):
                 seqnos = writer.write_many(self.target, self.tables, records, [c.fence for c in self.cursors])
-            for cur in self.cursors:  # nobody else wrote our contexts up to our last SEQNO
-                cur.fence = replace(cur.fence, seen=seqnos[-1])
+            for cur in self.cursors:
+                cur.fence = cur.fence.after(records, seqnos)
             for seqno, (cur, _), rec in zip(seqnos, chosen, records, strict=True):
-                cur.fence = replace(cur.fence, seqno=seqno)
                 log.info("propagate", source=cur.source.name, seqno=seqno, rows=len(rec.rows),
                          timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
                          sitemask=rec.context.sitemask, subsite=rec.context.subsite)
