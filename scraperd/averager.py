@@ -79,8 +79,9 @@ import sqlalchemy as sa
 
 from scraperd import config, lifecycle, logsetup, retry
 from scraperd.dbi import reader, writer
+from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, create_tables, drop_tables
-from scraperd.dbi.writer import Context, Fence, Record
+from scraperd.dbi.writer import Fence, Record
 from scraperd.errors import ConfigError
 from scraperd.progress import Progress
 from scraperd.regimes.base import Regime
@@ -362,7 +363,7 @@ class Averager:
         # the bin holding the last row is incomplete: rows may still arrive in it
         end = bin_floor(head, s.binsize) if head is not None else None
         bins = territory_bins(start, end, s.territory) if start is not None and end is not None else []
-        log.info("startup", source=st.source.name, **tgt.context_fields(ctx), seqno=last.seqno if last else None,
+        log.info("startup", source=st.source.name, **ctx.fields(), seqno=last.seqno if last else None,
                  resume=self._fmt(start), head=self._fmt(head), target=self.spec.table)
         log.info("territory", source=st.source.name, count=len(bins),
                  bins=[[self._fmt(a), self._fmt(b)] for a, b in bins],

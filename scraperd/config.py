@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import configparser
 import difflib
+import functools
 import importlib
 import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -189,8 +190,10 @@ def check_regime(value: object) -> object:
     return text
 
 
+@functools.cache
 def load_regime(ref: str) -> type[Regime]:
-    """Import `package.module:Class` and check it is a Regime."""
+    """Import `package.module:Class` and check it is a Regime (once per process: validation and the
+    daemons share the import)."""
     from scraperd.regimes.base import Regime
 
     module_name, _, cls_name = ref.partition(":")
@@ -259,6 +262,15 @@ class Common(BaseModel):
     supervisor_logfile_backups: Int = Field(5, ge=0, description="supervisord stdout_logfile_backups.")
     supervisor_priority: Int = Field(999, ge=0, description="supervisord priority (fakers start first).")
 
+    @property
+    def regime_cls(self) -> type[Regime]:
+        """The regime class `regime` names (imported once, at validation)."""
+        return load_regime(self.regime)
+
+    def fmt(self, t: datetime | None) -> str | None:
+        """A datetime as the logs show it (timeformat); None stays None."""
+        return t.strftime(self.timeformat) if t is not None else None
+
 
 class TargetCommon(Common):
     """Keys of the modes that write DBI records (scraper, averager)."""
@@ -288,6 +300,13 @@ class TargetCommon(Common):
     status_maxlag: Duration = Field(timedelta(hours=1), description="`scraperd status` exits 1 when the "
                                     "lag exceeds this.")
 
+    @property
+    def timefloor_utc(self) -> datetime | None:
+        """timefloor (source local time) in UTC, as the target's TIMESTART holds it; None when unset."""
+        from scraperd.scrape.sampling import to_utc
+
+        return to_utc(self.timefloor, self.source_tz) if self.timefloor is not None else None
+
     @model_validator(mode="after")
     def _seed_range(self) -> TargetCommon:
         if self.seed_target_tables:
@@ -316,6 +335,11 @@ class ScraperSection(TargetCommon):
                                    "still read in order (Kafka Connect's timestamp.delay), and rows held back are no "
                                    "lag. 0: at once, believing a DCS clock up to a day ahead. Scrapers only (the "
                                    "averager reads complete past bins).")
+
+    @property
+    def effective_heartbeat(self) -> timedelta:
+        """heartbeat × (offset + 1): how often a collected source row is expected; lag is counted in it."""
+        return self.heartbeat * (self.offset + 1)
 
 
 class FakerSection(Common):
@@ -424,19 +448,30 @@ class ConfigFile:
     sections: dict[str, dict[str, str]]
 
 
+S = TypeVar("S", bound=Common)
+T = TypeVar("T", bound=Common)
+
+
 @dataclass(frozen=True)
-class Loaded:
-    """One validated section with where each value came from."""
+class Loaded(Generic[S]):
+    """One validated section with where each value came from; Loaded[ScraperSection] is a scraper's."""
 
     name: str
     file: ConfigFile
-    settings: Section
+    settings: S
     origin: dict[str, str] = field(default_factory=dict)   # key -> "[section]", "[DEFAULT]", "--set", "default"
     ignored: dict[str, str] = field(default_factory=dict)  # DEFAULT keys this mode does not use
 
     @property
     def mode(self) -> str:
         return self.settings.mode
+
+    def of(self, kind: type[T]) -> Loaded[T]:
+        """This section as a section of `kind` (a daemon's entry point narrows what it was given)."""
+        if not isinstance(self.settings, kind):
+            raise ConfigError(f"is a {self.mode} section, not {kind.__name__}", file=self.file.display,
+                              section=self.name, key="mode")
+        return self  # type: ignore[return-value]  # settings checked above
 
 
 def config_path(cli_path: str | None) -> Path:
@@ -509,7 +544,7 @@ def _pydantic_message(err: Any) -> str:
     return msg
 
 
-def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None) -> Loaded:
+def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None) -> Loaded[Section]:
     """Validate one section; raise ConfigError with every problem, one line each."""
     if name not in cfg.sections:
         known = ", ".join(cfg.sections) or "none"
@@ -606,7 +641,7 @@ def error_lines(exc: ConfigError) -> list[str]:
     return exc.lines() if isinstance(exc, ConfigErrors) else [exc.line()]
 
 
-def load_section(path: Path | str, name: str, overrides: dict[str, str] | None = None) -> Loaded:
+def load_section(path: Path | str, name: str, overrides: dict[str, str] | None = None) -> Loaded[Section]:
     """Read the file and validate one section."""
     return validate(read_file(Path(path)), name, overrides)
 

@@ -39,8 +39,8 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from scraperd import config, databases, logview
 from scraperd.dbi import reader
+from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, tables_for
-from scraperd.dbi.writer import Context
 from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError
 from scraperd.regimes.base import Regime
 from scraperd.scrape import sampling, source
@@ -183,9 +183,7 @@ def recent_select(tables: DbiTables, ctx: Context, since: datetime,
     """Count of this exact context's Vld rows inserted at or after `since` (naive UTC), the seed not counted."""
     v = tables.vld.c
     q = (sa.select(sa.func.count()).select_from(tables.vld)
-         .where(v.SITEMASK == ctx.sitemask, v.SIMMASK == ctx.simmask, v.SUBSITE == ctx.subsite,
-                v.TASK == ctx.task, sa.func.coalesce(v.AGGREGATENO, -1) == ctx.aggregateno,
-                v.INSERTDATE >= since))
+         .where(reader.exact_context(tables, ctx), v.INSERTDATE >= since))
     if seed is not None:
         q = q.where(sa.not_(sa.and_(v.TIMESTART == seed[0], v.TIMEEND == seed[1])))
     return q

@@ -24,9 +24,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from scraperd import databases
+from scraperd.dbi.context import Context
 from scraperd.dbi.spec import find_spec
 from scraperd.dbi.tables import tables_for
-from scraperd.dbi.writer import Context, Record, write
+from scraperd.dbi.writer import Record, write
 
 START = datetime(2012, 1, 1)
 

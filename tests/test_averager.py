@@ -31,6 +31,7 @@ import structlog
 from scraperd import averager, cli, config, databases, dcsddl, progress
 from scraperd.dbi import spec as specmod
 from scraperd.dbi import writer
+from scraperd.dbi.context import Context
 from scraperd.dbi.tables import create_tables, tables_for
 from scraperd.errors import ConfigError
 from scraperd.regimes.adlidsensor import QUANTITIES
@@ -521,7 +522,7 @@ def test_drop_target_recreates_the_tables(make_db, tmp_path):
     # a stray record far ahead: a plain re-run resumes after it and writes nothing
     tables = create_tables(tgt.engine, specmod.find_spec("DcsAdLidSensor"))
     writer.write(tgt.engine, tables, writer.Record(datetime(2020, 1, 1), datetime(2020, 1, 2),
-                                                   writer.Context(sitemask=1, subsite=1), [{"count": 0}]))
+                                                   Context(sitemask=1, subsite=1), [{"count": 0}]))
     assert events_named(average(cfg), "propagate") == []
     events = average(cfg, drop_target=True)
     assert events[0]["event"] == "drop_target"
@@ -534,7 +535,7 @@ def test_drop_target_is_refused_for_offline_db(tmp_path, capsys):
     engine = databases.make_engine(url)
     tables = create_tables(engine, specmod.find_spec("DcsAdLidSensor"))
     writer.write(engine, tables, writer.Record(datetime(2011, 1, 1), datetime(2011, 1, 2),
-                                               writer.Context(sitemask=1, subsite=1), [{"count": 1}]))
+                                               Context(sitemask=1, subsite=1), [{"count": 1}]))
     cfg = write_cfg(tmp_path / "averager.cfg", {SECTION: {
         "regime": "scraperd.regimes.adlidsensor:AdLidSensor", "mode": "averager", "aggregate": "avg",
         "source": f"sqlite:///{tmp_path / 'src.db'}", "target": f"sqlite:///{target}"}})

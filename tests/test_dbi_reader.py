@@ -9,10 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from scraperd.dbi import reader
+from scraperd.dbi.context import Context
 from scraperd.dbi.reader import VldRow, context_query, last_validity, payload
 from scraperd.dbi.spec import find_spec
 from scraperd.dbi.tables import END_OF_TIME, DbiTables, create_tables
-from scraperd.dbi.writer import Context, Record, utcnow, write, write_many
+from scraperd.dbi.writer import Record, utcnow, write, write_many
 
 if TYPE_CHECKING:
     from tests.conftest import TestDB
@@ -38,15 +39,16 @@ def put(db: TestDB, tables: DbiTables, start: float, end: float | None, value: f
 
 
 def value_at(db: TestDB, tables: DbiTables, t: float, **kw: Any) -> float | None:
-    kw = {"sitemask": 1, "subsite": 1} | kw
-    vld, rows = context_query(db.engine, tables, minutes(t), **kw)
+    rollback = kw.pop("rollback", None)
+    vld, rows = context_query(db.engine, tables, minutes(t), Context(**({"sitemask": 1, "subsite": 1} | kw)),
+                              rollback=rollback)
     assert (vld is None) == (rows == [])
     return None if vld is None else rows[0]["Temp_PT1"]
 
 
 def test_context_query_returns_the_record_holding_t_and_its_payload(db: TestDB, temp: DbiTables) -> None:
     seqno = put(db, temp, 0, 10, 20.5)
-    vld, rows = context_query(db.engine, temp, minutes(5), sitemask=1, subsite=1)
+    vld, rows = context_query(db.engine, temp, minutes(5), Context(sitemask=1, subsite=1))
     assert isinstance(vld, VldRow)
     assert (vld.seqno, vld.timestart, vld.timeend, vld.sitemask, vld.simmask, vld.subsite, vld.task,
             vld.aggregateno, vld.versiondate) == (seqno, minutes(0), minutes(10), 1, 1, 1, 0, -1, minutes(0))
@@ -62,7 +64,7 @@ def test_gaps_return_nothing(db: TestDB, temp: DbiTables) -> None:
     assert value_at(db, temp, 15) is None          # between records
     assert value_at(db, temp, 29.99) == 2.0
     assert value_at(db, temp, 40) is None          # after everything
-    assert context_query(db.engine, temp, minutes(15), sitemask=1, subsite=1) == (None, [])
+    assert context_query(db.engine, temp, minutes(15), Context(sitemask=1, subsite=1)) == (None, [])
 
 
 def test_overlapping_records_resolve_to_the_highest_versiondate_not_the_latest_write(db: TestDB,
@@ -102,7 +104,7 @@ def test_overlay_rule_looks_only_at_the_records_own_context(db: TestDB, temp: Db
     put(db, temp, 0, None, 1.0, ctx=Context(sitemask=1, subsite=1, aggregateno=3), versiondate=minutes(500))
     put(db, temp, 0, None, 1.0, ctx=Context(sitemask=1, subsite=1, simmask=2), versiondate=minutes(500))
     seqno = put(db, temp, 5, None, 2.0)
-    vld, _ = context_query(db.engine, temp, minutes(6), sitemask=1, subsite=1)
+    vld, _ = context_query(db.engine, temp, minutes(6), Context(sitemask=1, subsite=1))
     assert vld is not None and (vld.seqno, vld.versiondate) == (seqno, minutes(5))
 
 
@@ -132,7 +134,7 @@ def test_masks_share_a_bit_while_subsite_task_and_aggregate_must_equal(db: TestD
 def test_context_query_accepts_a_connection(db: TestDB, temp: DbiTables) -> None:
     put(db, temp, 0, None, 1.0)
     with db.engine.connect() as conn:
-        vld, rows = context_query(conn, temp, minutes(1), sitemask=1, subsite=1)
+        vld, rows = context_query(conn, temp, minutes(1), Context(sitemask=1, subsite=1))
     assert vld is not None and rows[0]["Temp_PT1"] == 1.0
 
 

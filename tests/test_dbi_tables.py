@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlalchemy as sa
 
+from scraperd.dbi.context import Context
 from scraperd.dbi.spec import DBTYPE_ARGS, find_spec, parse_spec
 from scraperd.dbi.tables import END_OF_TIME, create_tables, ddl, drop_tables, tables_for
-from scraperd.dbi.writer import Context, Record, write
+from scraperd.dbi.writer import Record, write
 from scraperd.errors import ConfigError
 
 if TYPE_CHECKING:

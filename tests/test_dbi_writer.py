@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scraperd import databases
+from scraperd.dbi.context import Context
 from scraperd.dbi.spec import find_spec
 from scraperd.dbi.tables import END_OF_TIME, DbiTables, create_tables
-from scraperd.dbi.writer import Context, Record, write, write_many
+from scraperd.dbi.writer import Record, write, write_many
 from scraperd.errors import DataError
 from tests.conftest import wait_until
 

@@ -20,9 +20,10 @@ import structlog
 
 from scraperd import averager, config
 from scraperd.dbi import writer
+from scraperd.dbi.context import Context
 from scraperd.dbi.spec import find_spec
 from scraperd.dbi.tables import DbiTables, create_tables
-from scraperd.dbi.writer import Context, Fence, Record
+from scraperd.dbi.writer import Fence, Record
 from scraperd.errors import WriteConflict
 from tests.conftest import wait_until
 from tests.scrapekit import events_named, run_section, target_rows, url_text, write_cfg

@@ -22,9 +22,10 @@ import structlog
 
 from scraperd import cli, databases
 from scraperd.dbi import reader
+from scraperd.dbi.context import Context
 from scraperd.dbi.spec import find_spec
 from scraperd.dbi.tables import DbiTables, create_tables, engines, tables_for
-from scraperd.dbi.writer import Context, Fence, Record, write, write_many
+from scraperd.dbi.writer import Fence, Record, write, write_many
 from scraperd.errors import WriteConflict
 from tests.conftest import wait_until
 from tests.scrapekit import events_named, run_section, target_rows, url_text, write_cfg

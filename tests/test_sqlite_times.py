@@ -111,6 +111,7 @@ def test_a_target_written_with_fractions_is_cut_to_whole_seconds_at_start_up(tmp
     # their exact TIMESTART/TIMEEND against the times bound now; create_tables() rewrites them once
     from scraperd.dbi import reader
     from scraperd.dbi import spec as specmod
+    from scraperd.dbi.context import Context
     from scraperd.dbi.tables import create_tables
 
     url = sa.engine.make_url(f"sqlite:///{tmp_path / 't.db'}")
@@ -121,11 +122,11 @@ def test_a_target_written_with_fractions_is_cut_to_whole_seconds_at_start_up(tmp
         con.execute("INSERT INTO DcsAdTempVld VALUES (1, '2011-01-31 16:00:00.000000', '2011-01-31 16:01:00.000000',"
                     " 32, 1, 1, 0, -1, '2011-01-31 16:00:00.000000', '2026-01-01 00:00:00.000000')")
         con.execute("INSERT INTO DcsAdTemp (SEQNO, ROW_COUNTER) VALUES (1, 1)")
-    assert reader.context_query(engine, tables, datetime(2011, 1, 31, 16), sitemask=32, subsite=1)[0] is None
+    assert reader.context_query(engine, tables, datetime(2011, 1, 31, 16), Context(sitemask=32, subsite=1))[0] is None
     create_tables(engine, specmod.find_spec("DcsAdTemp"))  # what every scraper and averager start-up does
-    vld, _ = reader.context_query(engine, tables, datetime(2011, 1, 31, 16), sitemask=32, subsite=1)
+    vld, _ = reader.context_query(engine, tables, datetime(2011, 1, 31, 16), Context(sitemask=32, subsite=1))
     assert vld is not None and vld.seqno == 1
-    assert reader.context_query(engine, tables, datetime(2011, 1, 31, 16, 1), sitemask=32, subsite=1)[0] is None
+    assert reader.context_query(engine, tables, datetime(2011, 1, 31, 16, 1), Context(sitemask=32, subsite=1))[0] is None
     assert con.execute("SELECT TIMESTART, TIMEEND, VERSIONDATE, INSERTDATE FROM DcsAdTempVld").fetchall() == [
         ("2011-01-31 16:00:00", "2011-01-31 16:01:00", "2011-01-31 16:00:00", "2026-01-01 00:00:00")]
     con.close()

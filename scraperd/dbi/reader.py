@@ -20,16 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables
 from scraperd.errors import DataError
-
-if TYPE_CHECKING:
-    from scraperd.dbi.writer import Context
 
 VLD_COLUMNS = ("SEQNO", "TIMESTART", "TIMEEND", "SITEMASK", "SIMMASK", "SUBSITE", "TASK", "AGGREGATENO",
                "VERSIONDATE", "INSERTDATE")
@@ -72,28 +70,33 @@ def _naive(t: datetime, what: str) -> datetime:
     return t
 
 
-def context_clause(tables: DbiTables, *, sitemask: int, subsite: int, simmask: int = 1, task: int = 0,
-                   aggregateno: int = -1) -> sa.ColumnElement[bool]:
-    """The Vld rows serving a context: masks share a bit; subsite, task and aggregate number equal."""
+def context_clause(tables: DbiTables, ctx: Context) -> sa.ColumnElement[bool]:
+    """The Vld rows serving a context: masks share a bit; subsite, task and aggregate number equal
+    (Context.serves, in SQL)."""
     v = tables.vld.c
     return sa.and_(
-        v.SITEMASK.op("&")(sitemask) != 0,
-        v.SIMMASK.op("&")(simmask) != 0,
-        v.SUBSITE == subsite,
-        v.TASK == task,
+        v.SITEMASK.op("&")(ctx.sitemask) != 0,
+        v.SIMMASK.op("&")(ctx.simmask) != 0,
+        v.SUBSITE == ctx.subsite,
+        v.TASK == ctx.task,
         # Legacy DBI rows may hold NULL here; DBI's own tools read NULL as -1, non-aggregated.
-        sa.func.coalesce(v.AGGREGATENO, -1) == aggregateno,
+        sa.func.coalesce(v.AGGREGATENO, -1) == ctx.aggregateno,
     )
 
 
-def context_select(tables: DbiTables, t: datetime, *, sitemask: int, subsite: int, simmask: int = 1,
-                   task: int = 0, aggregateno: int = -1, rollback: datetime | None = None) -> sa.Select[Any]:
+def exact_context(tables: DbiTables, ctx: Context) -> sa.ColumnElement[bool]:
+    """The Vld rows written with exactly this context: the rows a scraper or averager owns."""
+    v = tables.vld.c
+    return sa.and_(v.SITEMASK == ctx.sitemask, v.SIMMASK == ctx.simmask, v.SUBSITE == ctx.subsite,
+                   v.TASK == ctx.task, sa.func.coalesce(v.AGGREGATENO, -1) == ctx.aggregateno)
+
+
+def context_select(tables: DbiTables, t: datetime, ctx: Context, *,
+                   rollback: datetime | None = None) -> sa.Select[Any]:
     """The winning Vld row at t for a context (see the module docstring), as a statement."""
     v = tables.vld.c
     stmt = (sa.select(tables.vld)
-            .where(v.TIMESTART <= _naive(t, "t"), v.TIMEEND > t,
-                   context_clause(tables, sitemask=sitemask, subsite=subsite, simmask=simmask, task=task,
-                                  aggregateno=aggregateno))
+            .where(v.TIMESTART <= _naive(t, "t"), v.TIMEEND > t, context_clause(tables, ctx))
             .order_by(v.VERSIONDATE.desc(), v.SEQNO.desc())
             .limit(1))
     if rollback is not None:
@@ -113,29 +116,19 @@ def payload(conn_or_engine: Connection | Engine, tables: DbiTables, seqno: int) 
         return [dict(r._mapping) for r in conn.execute(payload_select(tables, seqno))]
 
 
-def best_vld(conn: Connection, tables: DbiTables, t: datetime, *, sitemask: int, subsite: int,
-             simmask: int = 1, task: int = 0, aggregateno: int = -1,
+def best_vld(conn: Connection, tables: DbiTables, t: datetime, ctx: Context, *,
              rollback: datetime | None = None) -> VldRow | None:
     """The winning Vld row at t for a context, without its payload."""
-    row = conn.execute(context_select(tables, t, sitemask=sitemask, subsite=subsite, simmask=simmask, task=task,
-                                      aggregateno=aggregateno, rollback=rollback)).first()
+    row = conn.execute(context_select(tables, t, ctx, rollback=rollback)).first()
     return None if row is None else VldRow.from_row(row)
 
 
-def context_query(conn_or_engine: Connection | Engine, tables: DbiTables, t: datetime, *, sitemask: int,
-                  subsite: int, simmask: int = 1, task: int = 0, aggregateno: int = -1,
+def context_query(conn_or_engine: Connection | Engine, tables: DbiTables, t: datetime, ctx: Context, *,
                   rollback: datetime | None = None) -> tuple[VldRow | None, list[dict[str, Any]]]:
     """The record valid at t (naive UTC) for a context, and its payload rows; (None, []) in a gap."""
     with connected(conn_or_engine) as conn:
-        vld = best_vld(conn, tables, t, sitemask=sitemask, subsite=subsite, simmask=simmask, task=task,
-                       aggregateno=aggregateno, rollback=rollback)
+        vld = best_vld(conn, tables, t, ctx, rollback=rollback)
         return (None, []) if vld is None else (vld, payload(conn, tables, vld.seqno))
-
-
-def _exact_context(tables: DbiTables, context: Context) -> sa.ColumnElement[bool]:
-    v = tables.vld.c
-    return sa.and_(v.SITEMASK == context.sitemask, v.SIMMASK == context.simmask, v.SUBSITE == context.subsite,
-                   v.TASK == context.task, sa.func.coalesce(v.AGGREGATENO, -1) == context.aggregateno)
 
 
 def last_validity_select(tables: DbiTables, context: Context,
@@ -147,7 +140,7 @@ def last_validity_select(tables: DbiTables, context: Context,
     first row of the context instead of sorting the table.
     """
     v = tables.vld.c
-    stmt = (sa.select(tables.vld).where(_exact_context(tables, context))
+    stmt = (sa.select(tables.vld).where(exact_context(tables, context))
             .order_by(v.TIMEEND.desc(), v.SEQNO.desc()).limit(1))
     if timefloor is not None:
         stmt = stmt.where(v.TIMESTART >= _naive(timefloor, "timefloor"))
@@ -158,7 +151,7 @@ def written_after_select(tables: DbiTables, context: Context, seqno: int) -> sa.
     """The highest SEQNO above `seqno` holding a Vld row of exactly this context (NULL: none): a
     primary-key range over the rows written since, which stays short (writer.Fence)."""
     v = tables.vld.c
-    return sa.select(sa.func.max(v.SEQNO)).where(v.SEQNO > seqno, _exact_context(tables, context))
+    return sa.select(sa.func.max(v.SEQNO)).where(v.SEQNO > seqno, exact_context(tables, context))
 
 
 def max_seqno(conn_or_engine: Connection | Engine, tables: DbiTables) -> int:
@@ -178,12 +171,8 @@ def last_validity(conn_or_engine: Connection | Engine, tables: DbiTables, contex
         return None if row is None else VldRow.from_row(row)
 
 
-def latest_timeend(conn: Connection, tables: DbiTables, *, sitemask: int, subsite: int, simmask: int = 1,
-                   task: int = 0, aggregateno: int = -1) -> datetime | None:
+def latest_timeend(conn: Connection, tables: DbiTables, ctx: Context) -> datetime | None:
     """The latest TIMEEND of the rows serving a context: no record holds a time at or after it."""
     v = tables.vld.c
-    stmt = (sa.select(v.TIMEEND)
-            .where(context_clause(tables, sitemask=sitemask, subsite=subsite, simmask=simmask, task=task,
-                                  aggregateno=aggregateno))
-            .order_by(v.TIMEEND.desc()).limit(1))
+    stmt = sa.select(v.TIMEEND).where(context_clause(tables, ctx)).order_by(v.TIMEEND.desc()).limit(1)
     return conn.execute(stmt).scalar()

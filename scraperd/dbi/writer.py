@@ -48,15 +48,16 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
 from scraperd.dbi import reader
+from scraperd.dbi.context import Context
 from scraperd.dbi.tables import (
     BEGINNING_OF_TIME,
     END_OF_TIME,
@@ -73,30 +74,6 @@ log = structlog.get_logger(__name__)
 OVERLAY_STEP = timedelta(seconds=60)
 _TINYINT = range(-128, 128)
 _INT = range(-(2 ** 31), 2 ** 31)
-
-
-class ContextKw(TypedDict):
-    sitemask: int
-    subsite: int
-    simmask: int
-    task: int
-    aggregateno: int
-
-
-@dataclass(frozen=True)
-class Context:
-    """A DBI context as written in the Vld row."""
-
-    sitemask: int
-    subsite: int
-    simmask: int = 1
-    task: int = 0
-    aggregateno: int = -1
-
-    def query_kw(self) -> ContextKw:
-        """The keyword arguments of reader.context_query for this context."""
-        return {"sitemask": self.sitemask, "subsite": self.subsite, "simmask": self.simmask, "task": self.task,
-                "aggregateno": self.aggregateno}
 
 
 @dataclass(frozen=True)
@@ -214,12 +191,6 @@ def _reserve(conn: Connection, tables: DbiTables, last: int, n: int) -> int:
 # ----------------------------------------------------------------------------------------------------------
 # Overlay versioning
 
-def _matches(earlier: Context, query: Context) -> bool:
-    """Would the context query for `query` consider a row written with context `earlier`?"""
-    return bool(earlier.sitemask & query.sitemask) and bool(earlier.simmask & query.simmask) and (
-        (earlier.subsite, earlier.task, earlier.aggregateno) == (query.subsite, query.task, query.aggregateno))
-
-
 def _versiondates(conn: Connection, tables: DbiTables, records: Sequence[_Checked],
                   seqnos: Sequence[int]) -> list[datetime]:
     """VERSIONDATE of each record, as if the records were written one after the other.
@@ -245,15 +216,15 @@ def _versiondates(conn: Connection, tables: DbiTables, records: Sequence[_Checke
         if vdate is None:
             best: tuple[datetime, int] | None = None
             if overlaid[ctx] > 1 and ctx not in target_end:
-                target_end[ctx] = reader.latest_timeend(conn, tables, **ctx.query_kw())
+                target_end[ctx] = reader.latest_timeend(conn, tables, ctx)
             end = target_end.get(ctx, END_OF_TIME)
             if end is not None and t < end:
-                vld = reader.best_vld(conn, tables, t, **ctx.query_kw())
+                vld = reader.best_vld(conn, tables, t, ctx)
                 if vld is not None:
                     best = (vld.versiondate, vld.seqno)
             if t < earlier_end.get(key, BEGINNING_OF_TIME):
                 for other, other_vdate, other_seqno in earlier[key]:
-                    if other.timestart <= t < other.timeend and _matches(other.context, ctx):
+                    if other.timestart <= t < other.timeend and other.context.serves(ctx):
                         best = max(best or (other_vdate, other_seqno), (other_vdate, other_seqno))
             vdate = t if best is None else best[0] + OVERLAY_STEP
         earlier[key].append((rec, vdate, seqno))
@@ -275,7 +246,7 @@ def _check_fences(conn: Connection, tables: DbiTables, fences: Sequence[Fence]) 
     for f in fences:
         found = conn.execute(reader.written_after_select(tables, f.context, f.seen)).scalar()
         if found is not None:
-            raise WriteConflict(tables.name, asdict(f.context), f.seqno, found)
+            raise WriteConflict(tables.name, f.context.asdict(), f.seqno, found)
 
 
 def write_many(engine: Engine, tables: DbiTables, records: Sequence[Record],

@@ -37,8 +37,9 @@ import sqlalchemy as sa
 
 from scraperd import config, lifecycle, logsetup, retry
 from scraperd.dbi import reader, writer
+from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, create_tables
-from scraperd.dbi.writer import Context, Fence, Record
+from scraperd.dbi.writer import Fence, Record
 from scraperd.errors import SourceError
 from scraperd.regimes.base import Regime, Scraper, Source
 from scraperd.scrape import aggregate, late, sampling, source
@@ -159,7 +160,7 @@ class ScraperDaemon:
             with retry.side("source"), self.source_engine.connect() as conn:
                 sv0 = source.row_at(conn, st, sampling.to_local(last.timestart, tz))
         sampler = sampling.resume(tcursor, sv0, s.offset)
-        log.info("startup", source=st.source.name, **tgt.context_fields(ctx), seqno=last.seqno if last else None,
+        log.info("startup", source=st.source.name, **ctx.fields(), seqno=last.seqno if last else None,
                  start_from=resumed, tcursor=self._fmt(tcursor), sv0=sv0.id if sv0 else None, target=self.spec.table)
         return SourceCursor(source=st.source, table=st, context=ctx, sampler=sampler,
                             fence=Fence(ctx, last.seqno if last else None, seen))
@@ -176,7 +177,7 @@ class ScraperDaemon:
         rows = tgt.seed_payload(self.regime, st.source, self.spec)
         with retry.side("target"):  # fenced on "no record at all": two copies never both seed
             seqno = writer.write(self.target, self.tables, Record(start, end, ctx, rows), [Fence(ctx, None, 0)])
-        log.info("seed", source=st.source.name, seqno=seqno, timestart=start, timeend=end, **tgt.context_fields(ctx))
+        log.info("seed", source=st.source.name, seqno=seqno, timestart=start, timeend=end, **ctx.fields())
         return seqno
 
     # ------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, Engine
 
 from scraperd import config, databases
 from scraperd.dbi import spec as specmod
-from scraperd.dbi.writer import Context
+from scraperd.dbi.context import Context
 from scraperd.errors import ConfigError
 from scraperd.regimes.base import Regime, Source
 
@@ -43,10 +43,6 @@ def target_spec(loaded: config.Loaded, regime: type[Regime]) -> specmod.Spec:
 def context_for(source: Source, settings: config.TargetCommon) -> Context:
     dcs = source.dcs
     return Context(sitemask=dcs.sitemask, subsite=dcs.subsite, simmask=settings.simmask, task=settings.task)
-
-
-def context_fields(ctx: Context) -> dict[str, int]:
-    return {"sitemask": ctx.sitemask, "subsite": ctx.subsite, "simmask": ctx.simmask, "task": ctx.task}
 
 
 def protected(url: URL, name: str, names: Sequence[str] = PROTECTED_DATABASES) -> str | None:
