@@ -77,7 +77,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from scraperd import config, lifecycle, logsetup, retry
+from scraperd import config, lifecycle, logsetup, preflight, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, create_tables, drop_tables
@@ -86,7 +86,6 @@ from scraperd.errors import ConfigError
 from scraperd.progress import Progress
 from scraperd.regimes.base import Regime
 from scraperd.scrape import aggregate, source
-from scraperd.scrape import target as tgt
 from scraperd.scrape.sampling import to_local, to_utc
 
 log = logsetup.get_logger("scraperd.averager")
@@ -264,15 +263,14 @@ class Averager:
         s = loaded.settings
         assert isinstance(s, config.AveragerSection)
         self.loaded, self.s, self.stop = loaded, s, stop
-        self.where = f"{loaded.file.display} [{loaded.name}]"
         self.binsize_s = int(s.binsize.total_seconds())  # whole seconds: config.AveragerSection checks
         self.regime_cls: type[Regime] = config.load_regime(s.regime)
-        self.target_url, self.target, self.spec = tgt.open_target(loaded, self.regime_cls)
+        self.target_url, self.target, self.spec = preflight.open_target(loaded, self.regime_cls)
         self.drop_target = drop_target
         if drop_target:
             # before anything connects: a refused drop touches nothing
-            tgt.refuse_protected(self.target_url, loaded, "dropping the target tables", "target")
-        _, self.source_engine = tgt.open_source(loaded, readonly=True)
+            preflight.refuse_protected(self.target_url, loaded, "dropping the target tables", "target")
+        _, self.source_engine = preflight.open_source(loaded, readonly=True)
         self.dialect = self.source_engine.dialect.name
         self.workers = 1 if self.dialect == "sqlite" else self.s.workers
         self.dropped = False
@@ -295,7 +293,7 @@ class Averager:
         with retry.side("source"), self.source_engine.connect() as conn:
             tables = [source.reflect(conn, src) for src in self.regime_cls.sources]
             spec = aggregate.resolve(tables[0].main, s.aggregate, s.aggregate_skips, s.aggregate_count,
-                                     s.aggregate_filter, s.aggregate_none, where=self.where)
+                                     s.aggregate_filter, s.aggregate_none)
             self.cols = self._columns(spec)
             self.filter = spec.filter
             self._check_filter(conn, tables)
@@ -315,7 +313,7 @@ class Averager:
         self.progress = Progress(sum(len(c) for c in self._todo()))  # grouped queries of this run
 
     def _columns(self, spec: aggregate.AggregateSpec) -> Columns:
-        cols, unused, missing = plan_columns(spec, tgt.target_columns(self.spec))
+        cols, unused, missing = plan_columns(spec, preflight.target_columns(self.spec))
         if not cols.pairs:
             raise ConfigError(f"none of the aggregate keys ({', '.join(spec.keys()[:4])}, ...) is a column of "
                               f"{self.spec.table}: the averager writes <column>_<fn> columns",
@@ -329,7 +327,7 @@ class Averager:
         """Run the grouped query once over an empty range: a bad filter fails now, as a config error."""
         assert self.cols is not None
         t0 = source.CHECK_TIME
-        with source.filter_errors(self.loaded.file.display, self.loaded.name):
+        with source.filter_errors():
             for st in tables:
                 conn.execute(grouped_statement(st.main, self.cols, self.filter, self.dialect, t0, self.binsize_s,
                                                t0, t0, id_span=(0, 0))).all()
@@ -337,7 +335,7 @@ class Averager:
     def _plan(self, st: source.SourceTable) -> Plan:
         s, tz = self.s, self.s.source_tz
         assert self.tables is not None
-        ctx = tgt.context_for(st.source, s)
+        ctx = preflight.context_for(st.source, s)
         timefloor = to_utc(s.timefloor, tz) if s.timefloor else None
         with retry.side("target"):
             seen = reader.max_seqno(self.target, self.tables)  # before the last record: see writer.Fence
@@ -381,7 +379,7 @@ class Averager:
             return self.cells
         return self.cells[:max(self.s.maxiter - self.cells_done, 0)]
 
-    def loop(self) -> str:
+    def loop(self, run: None = None) -> str:
         """Query the cells' territory bins (a few at once, in order), write their records in batches.
 
         Returns why it ended: done, maxiter or the signal. A cell's records are written only once all
@@ -485,6 +483,9 @@ class Averager:
     def _fmt(self, t: datetime | None) -> str | None:
         return t.strftime(self.s.timeformat) if t is not None else None
 
+    def counts(self) -> dict[str, int]:
+        return {"bins": self.bins_done, "cells": self.cells_done, "records": self.records}
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.close()
@@ -492,17 +493,11 @@ class Averager:
         self.source_engine.dispose()
 
 
-def run(loaded: config.Loaded, drop_target: bool = False, stop: threading.Event | None = None) -> int:
+def run(loaded: config.Loaded[config.AveragerSection], drop_target: bool = False,
+        stop: threading.Event | None = None) -> int:
     """Average a section's complete bins (at most maxiter cells of the territory grid), then exit 0.
 
     SIGTERM stops between cells, after writing the finished ones. Configuration errors
     raise ConfigError (exit 78), --drop-target on offline_db among them.
     """
-    stop = stop or threading.Event()
-    averager = Averager(loaded, stop, drop_target=drop_target)
-    t0 = time.monotonic()
-    with lifecycle.stopping_on_signals(stop):
-        reason = lifecycle.run_until_stopped(averager, stop, loaded.settings.reconnect_max_wait)
-    log.info("shutdown", reason=reason, bins=averager.bins_done, cells=averager.cells_done,
-             records=averager.records, elapsed_s=round(time.monotonic() - t0, 1))
-    return 0
+    return lifecycle.serve(loaded, lambda stop: Averager(loaded, stop, drop_target=drop_target), log, stop)

@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scraperd import config, databases, logsetup
-from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError
-from scraperd.scrape import target
+from scraperd import config, databases, logsetup, preflight
+from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError, error_lines
 
 PROG = "scraperd"
 
@@ -136,7 +135,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for name in cfg.sections:
         try:
             loaded = config.validate(cfg, name)
-            checked = target.preflight(loaded)
+            checked = preflight.preflight(loaded)
             s = loaded.settings
             rows.append({"section": name, "mode": s.mode, "regime": s.regime.rsplit(":", 1)[-1],
                          "source": databases.describe_text(s.source), "status": "ok", "errors": [],
@@ -147,7 +146,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             bad += 1
             rows.append({"section": name, "mode": cfg.sections[name].get("mode", cfg.defaults.get("mode", "scraper")),
                          "regime": "", "source": "", "target": "", "status": "ERROR",
-                         "errors": config.error_lines(exc)})
+                         "errors": error_lines(exc)})
     if args.json:
         print(json.dumps({"config": str(path), "sections": rows, "errors": bad}, indent=2))
     else:
@@ -161,7 +160,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EX_CONFIG if bad else 0
 
 
-def _target_engine(checked: target.Checked) -> dict[str, Any]:
+def _target_engine(checked: preflight.Checked) -> dict[str, Any]:
     """The engine fields of a check-config row: engine (text), engines (by table) and engine_error."""
     import sqlalchemy as sa
 
@@ -229,22 +228,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
     logsetup.configure(level=loaded.settings.dbi_loglevel)
     logsetup.bind(section=loaded.name)
-    try:
-        if loaded.mode == "scraper":
-            from scraperd.scrape import daemon
+    if loaded.mode == "scraper":
+        from scraperd.scrape import daemon
 
-            return daemon.run(loaded, until_caught_up=args.catch_up)
-        if loaded.mode == "faker":
-            from scraperd import faker
+        return daemon.run(loaded.of(config.ScraperSection), until_caught_up=args.catch_up)
+    if loaded.mode == "faker":
+        from scraperd import faker
 
-            return faker.run(loaded)
-        from scraperd import averager
+        return faker.run(loaded.of(config.FakerSection))
+    from scraperd import averager
 
-        return averager.run(loaded, drop_target=args.drop_target)
-    except ConfigError as exc:
-        if exc.file is None and exc.section is None:  # found while running: it belongs to this section
-            raise ConfigError(exc.message, file=loaded.file.display, section=loaded.name, key=exc.key) from None
-        raise
+    return averager.run(loaded.of(config.AveragerSection), drop_target=args.drop_target)
 
 
 COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "show": cmd_show, "ddl": cmd_ddl}
@@ -264,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args))
     except ConfigError as exc:
         # the line as the issue gives it: `scraper.cfg [adtemp_scraper] maxage: cannot parse ...`
-        for line in config.error_lines(exc):
+        for line in error_lines(exc):
             print(line, file=sys.stderr)
         return exc.exit_code
     except ScraperdError as exc:

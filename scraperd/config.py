@@ -21,6 +21,8 @@ import functools
 import importlib
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from scraperd.errors import ConfigError
+from scraperd.errors import ConfigError, ConfigErrors
 
 if TYPE_CHECKING:
     from scraperd.regimes.base import Regime
@@ -466,11 +468,25 @@ class Loaded(Generic[S]):
     def mode(self) -> str:
         return self.settings.mode
 
+    def error(self, key: str | None, message: str) -> ConfigError:
+        """A ConfigError placed at this section's file, section and key (raise it)."""
+        return ConfigError(message, file=self.file.display, section=self.name, key=key)
+
+    @contextmanager
+    def placing(self) -> Iterator[None]:
+        """A ConfigError raised inside that names no file and no section (found while running: a
+        column aggregate_filter names, a refused password) is raised again placed at this section."""
+        try:
+            yield
+        except ConfigError as exc:
+            if exc.file is None and exc.section is None and not isinstance(exc, ConfigErrors):
+                raise self.error(exc.key, exc.message) from None
+            raise
+
     def of(self, kind: type[T]) -> Loaded[T]:
         """This section as a section of `kind` (a daemon's entry point narrows what it was given)."""
         if not isinstance(self.settings, kind):
-            raise ConfigError(f"is a {self.mode} section, not {kind.__name__}", file=self.file.display,
-                              section=self.name, key="mode")
+            raise self.error("mode", f"is a {self.mode} section, not {kind.__name__}")
         return self  # type: ignore[return-value]  # settings checked above
 
 
@@ -560,7 +576,7 @@ def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None
     mode = (overrides.get("mode") or own.get("mode") or cfg.defaults.get("mode") or "scraper").strip()
     if mode not in MODELS:
         problem("mode", f"{mode!r} is not one of scraper, faker, averager{_did_you_mean(mode, MODELS)}")
-        raise _combined(problems)
+        raise ConfigErrors.combined(problems)
     model = MODELS[mode]
     fields = model.model_fields
 
@@ -611,34 +627,11 @@ def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None
             else:
                 problem(bad, _pydantic_message(err), section=section)
     if problems or settings is None:
-        raise _combined(problems)
+        raise ConfigErrors.combined(problems)
     for key in fields:
         origin.setdefault(key, "default")
     assert isinstance(settings, ScraperSection | FakerSection | AveragerSection)
     return Loaded(name=name, file=cfg, settings=settings, origin=origin, ignored=ignored)
-
-
-class ConfigErrors(ConfigError):
-    """Several configuration problems; str() is one line each."""
-
-    def __init__(self, problems: list[ConfigError]) -> None:
-        self.problems = problems
-        first = problems[0]
-        super().__init__(first.message, file=first.file, section=first.section, key=first.key)
-
-    def __str__(self) -> str:
-        return "\n".join(p.line() for p in self.problems)
-
-    def lines(self) -> list[str]:
-        return [p.line() for p in self.problems]
-
-
-def _combined(problems: list[ConfigError]) -> ConfigError:
-    return problems[0] if len(problems) == 1 else ConfigErrors(problems)
-
-
-def error_lines(exc: ConfigError) -> list[str]:
-    return exc.lines() if isinstance(exc, ConfigErrors) else [exc.line()]
 
 
 def load_section(path: Path | str, name: str, overrides: dict[str, str] | None = None) -> Loaded[Section]:

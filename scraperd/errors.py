@@ -2,9 +2,14 @@
 
     ScraperdError                 exit 1   anything we anticipated but cannot fix here
     ├── ConfigError               exit 78  bad INI key/value, bad .spec, unknown my.cnf section,
-    │   └── SpecError                      seeding refused, ... (supervisord: FATAL, no restart storm)
+    │   ├── ConfigErrors                   seeding refused, ... (supervisord: FATAL, no restart storm);
+    │   └── SpecError                      ConfigErrors: several at once, a line each
     ├── SourceError               exit 1   a source table or column vanished (the daemon retries it)
     ├── DataError                 exit 1   a write that cannot be done as asked (e.g. empty record)
+    ├── NoDatabaseFile            exit 1   an SQLite file named in the config is missing (status reads
+    │                                      only: it never creates one)
+    ├── Disconnected              (none)   a database went away: retry.side() raises it, retry.py's
+    │                                      reconnecting() waits and the daemon starts again
     └── WriteConflict             (none)   another writer changed a context this process writes: the
                                            write did nothing; the daemon resumes from the target
 
@@ -49,6 +54,31 @@ class ConfigError(ScraperdError):
         return f"{head} {self.message}".strip()
 
 
+class ConfigErrors(ConfigError):
+    """Several configuration problems; str() is one line each."""
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        self.problems = problems
+        first = problems[0]
+        super().__init__(first.message, file=first.file, section=first.section, key=first.key)
+
+    def __str__(self) -> str:
+        return "\n".join(p.line() for p in self.problems)
+
+    def lines(self) -> list[str]:
+        return [p.line() for p in self.problems]
+
+    @staticmethod
+    def combined(problems: list[ConfigError]) -> ConfigError:
+        """One problem as itself, several as ConfigErrors."""
+        return problems[0] if len(problems) == 1 else ConfigErrors(problems)
+
+
+def error_lines(exc: ConfigError) -> list[str]:
+    """The one-line messages of a ConfigError (several for ConfigErrors)."""
+    return exc.lines() if isinstance(exc, ConfigErrors) else [exc.line()]
+
+
 class SpecError(ConfigError):
     """A malformed DybDbi .spec file: names the file and the line."""
 
@@ -63,6 +93,18 @@ class SourceError(ScraperdError):
 
 class DataError(ScraperdError):
     """A record that cannot be written as asked."""
+
+
+class NoDatabaseFile(ScraperdError):
+    """An SQLite database named in the config does not exist (status never creates one)."""
+
+
+class Disconnected(ScraperdError):
+    """A database went away (or a source table vanished); `db` says which side (source, target)."""
+
+    def __init__(self, db: str, error: BaseException) -> None:
+        self.db, self.error = db, error
+        super().__init__(f"{db}: {error.__class__.__name__}")
 
 
 class WriteConflict(ScraperdError):

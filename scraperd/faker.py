@@ -12,16 +12,14 @@ drop happens once per process: an attempt cut half way is done again whole, a re
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from scraperd import config, databases, dcsddl, lifecycle, logsetup, retry
+from scraperd import config, databases, dcsddl, lifecycle, logsetup, preflight, retry
 from scraperd.regimes.base import Instance, Regime
 from scraperd.scrape import sampling
-from scraperd.scrape import target as tgt
 
 log = logsetup.get_logger("scraperd.faker")
 
@@ -33,7 +31,7 @@ class FakerDaemon:
         self.loaded, self.s, self.stop = loaded, s, stop
         self.regime_cls: type[Regime] = config.load_regime(s.regime)
         self.faker = self.regime_cls.faker(profile=s.profile, seed=s.faker_seed)
-        self.url = tgt.preflight(loaded).source
+        self.url = preflight.preflight(loaded).source
         self.ddl = Path(s.faker_sql) if s.faker_sql else dcsddl.DEFAULT_DDL
         self.engine: sa.Engine | None = None
         self.tables: list[sa.Table] = []
@@ -67,6 +65,9 @@ class FakerDaemon:
                     self.faker.prime(t.name, dict(last) if last else None)
         log.info("startup", mode="faker", tables=self.table_names, profile=self.s.profile)
 
+    def counts(self) -> dict[str, int]:
+        return {"iterations": self.iterations}
+
     def close(self) -> None:
         if self.engine is not None:
             self.engine.dispose()
@@ -91,7 +92,7 @@ class FakerDaemon:
                 ids.append(id_)
         return ids
 
-    def loop(self) -> str:
+    def loop(self, run: None = None) -> str:
         s = self.s
         while not self.stop.is_set():
             if s.maxiter and self.iterations >= s.maxiter:
@@ -106,12 +107,6 @@ class FakerDaemon:
         return lifecycle.signal_name(self.stop)
 
 
-def run(loaded: config.Loaded, stop: threading.Event | None = None) -> int:
+def run(loaded: config.Loaded[config.FakerSection], stop: threading.Event | None = None) -> int:
     """Fake rows until maxiter or a signal; exit 0."""
-    stop = stop or threading.Event()
-    t0 = time.monotonic()
-    with lifecycle.stopping_on_signals(stop):
-        daemon = FakerDaemon(loaded, stop)
-        reason = lifecycle.run_until_stopped(daemon, stop, loaded.settings.reconnect_max_wait)
-    log.info("shutdown", reason=reason, iterations=daemon.iterations, elapsed_s=round(time.monotonic() - t0, 1))
-    return 0
+    return lifecycle.serve(loaded, lambda stop: FakerDaemon(loaded, stop), log, stop)

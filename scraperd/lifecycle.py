@@ -1,12 +1,16 @@
 """How every daemon (scraper, faker, averager) lives, written once.
 
+    serve(loaded, make, log)                   what each daemon's run() is: the section's config errors
+                                               placed (Loaded.placing), then
     with stopping_on_signals(stop):            SIGTERM/SIGINT set `stop` (main thread only)
         reason = run_until_stopped(daemon, stop, max_wait)
                                                start() + loop() under retry.reconnecting(): the one
                                                path for first start, restart, reconnect, and
                                                write conflict (another copy wrote first)
+    shutdown event                             reason, the daemon's counts(), elapsed_s; exit 0
 
-The daemon object has start() (rebuild all state from the databases), loop() -> reason and close().
+The daemon object has start() -> run (rebuild the running state from the databases), loop(run) ->
+reason, counts() and close().
 Both run every database statement inside retry.side("source"|"target"), start-up's DDL, reflection
 and seeding included, so a server that is down or restarting is waited out wherever it is met.
 A signal never interrupts a write: it only sets the event the loop and the waits look at.
@@ -16,21 +20,48 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from scraperd import logsetup, retry
-from scraperd.errors import WriteConflict
+from scraperd.errors import Disconnected, WriteConflict
+
+if TYPE_CHECKING:
+    from scraperd.config import Loaded
 
 log = logsetup.get_logger("scraperd.lifecycle")
 
 
-class Daemon(Protocol):
-    def start(self) -> None: ...
-    def loop(self) -> str: ...
+R = TypeVar("R")
+
+
+class Daemon(Protocol[R]):
+    """start() rebuilds the running state from the databases and returns it; loop(run) works on it
+    until it returns why it ended. What survives a reconnect is what the daemon object itself keeps."""
+
+    def start(self) -> R: ...
+    def loop(self, run: R) -> str: ...
+    def counts(self) -> dict[str, int]: ...
     def close(self) -> None: ...
+
+
+def serve(loaded: Loaded[Any], make: Callable[[threading.Event], Daemon[Any]], daemon_log: Any,
+          stop: threading.Event | None = None) -> int:
+    """Build the daemon with make(stop) and run it until it ends; log `shutdown`; exit 0.
+
+    Signals end it cleanly (exit 0); a configuration error found on the way raises ConfigError
+    placed at the section (exit 78).
+    """
+    stop = stop or threading.Event()
+    t0 = time.monotonic()
+    with loaded.placing(), stopping_on_signals(stop):
+        daemon = make(stop)
+        reason = run_until_stopped(daemon, stop, loaded.settings.reconnect_max_wait)
+    daemon_log.info("shutdown", reason=reason, **daemon.counts(), elapsed_s=round(time.monotonic() - t0, 1))
+    return 0
 
 
 def signal_name(stop: threading.Event) -> str:
@@ -59,8 +90,8 @@ def stopping_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def run_until_stopped(daemon: Daemon, stop: threading.Event, max_wait: timedelta) -> str:
-    """start() then loop(), again after every lost connection, until loop() returns or `stop` is set.
+def run_until_stopped(daemon: Daemon[Any], stop: threading.Event, max_wait: timedelta) -> str:
+    """start() then loop(run), again after every lost connection, until loop() returns or `stop` is set.
 
     Returns loop()'s reason, or the signal's name when a signal ended a reconnect wait. Always
     closes the daemon's engines.
@@ -70,7 +101,7 @@ def run_until_stopped(daemon: Daemon, stop: threading.Event, max_wait: timedelta
         for attempt in retry.reconnecting(stop, max_wait):
             with attempt:
                 reason = _start_and_loop(daemon, stop)
-    except retry.Disconnected:
+    except Disconnected:
         if not stop.is_set():
             raise
         reason = signal_name(stop)
@@ -79,7 +110,7 @@ def run_until_stopped(daemon: Daemon, stop: threading.Event, max_wait: timedelta
     return reason
 
 
-def _start_and_loop(daemon: Daemon, stop: threading.Event) -> str:
+def _start_and_loop(daemon: Daemon[R], stop: threading.Event) -> str:
     """start() then loop(); after a write conflict, start() again: resume from the target as at start-up.
 
     A fenced write that finds another writer's record (a second copy of the section) wrote nothing,
@@ -87,8 +118,7 @@ def _start_and_loop(daemon: Daemon, stop: threading.Event) -> str:
     """
     while True:
         try:
-            daemon.start()
-            return daemon.loop()
+            return daemon.loop(daemon.start())
         except WriteConflict as exc:
             log.warning("write_conflict", table=exc.table, context=exc.context, expected=exc.expected,
                         found=exc.found, action="nothing written: another writer of this context (a second copy of "

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy.exc as sa_exc
 import tenacity
 
-from scraperd.errors import ConfigError, SourceError
+from scraperd.errors import ConfigError, Disconnected, SourceError
 from scraperd.logsetup import get_logger
 
 log = get_logger("scraperd.retry")
@@ -31,14 +31,6 @@ log = get_logger("scraperd.retry")
 _MYSQL_DISCONNECT = {1040, 1053, 1077, 1078, 1079, 1080, 1152, 1158, 1159, 1160, 1161, 1205, 1213, 1927,
                      2002, 2003, 2005, 2006, 2013, 2026, 2055, 4031}
 _SQLITE_TRANSIENT = ("database is locked", "unable to open database", "disk i/o error")  # lower case: matched against lowered text
-
-
-class Disconnected(Exception):
-    """A database went away (or a source table vanished); `db` says which side."""
-
-    def __init__(self, db: str, error: BaseException) -> None:
-        self.db, self.error = db, error
-        super().__init__(f"{db}: {error.__class__.__name__}")
 
 
 def is_disconnect(exc: BaseException) -> bool:

@@ -37,14 +37,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from supervisor.xmlrpc import SupervisorTransport
 
-from scraperd import config, databases, logview
+from scraperd import config, databases, logview, preflight
 from scraperd.dbi import reader
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, tables_for
-from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError
+from scraperd.errors import EX_CONFIG, ConfigError, NoDatabaseFile, ScraperdError, error_lines
 from scraperd.regimes.base import Regime
 from scraperd.scrape import sampling, source
-from scraperd.scrape import target as tgt
 from scraperd.supervisor import ALL, DEFAULT_LOG_DIR, SUPERVISORD_CONF, logfile_for
 
 TIME = "%Y-%m-%d %H:%M:%S"
@@ -147,10 +146,6 @@ class Databases:
             engine.dispose()
 
 
-class NoDatabaseFile(ScraperdError):
-    """An SQLite database named in the config does not exist (status never creates one)."""
-
-
 def _refuse_missing_sqlite(url: URL) -> None:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         if not Path(url.database).exists():
@@ -237,7 +232,7 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
     tables: DbiTables | None = None
     target: Engine | None = None
     try:
-        tables = tables_for(tgt.target_spec(loaded, regime))
+        tables = tables_for(preflight.target_spec(loaded, regime))
         target = dbs.engine(s.target, readonly=True)
     except (sa.exc.SQLAlchemyError, ScraperdError, OSError) as exc:
         target_error = exc
@@ -245,7 +240,7 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
     averager = isinstance(s, config.AveragerSection)
     eff_heartbeat = s.heartbeat * (s.offset + 1) if isinstance(s, config.ScraperSection) else None
     for src in regime.sources:
-        ctx = tgt.context_for(src, s)
+        ctx = preflight.context_for(src, s)
         head = heads[src.name]
         row: dict[str, Any] = {"source": src.name, "sitemask": ctx.sitemask, "subsite": ctx.subsite,
                                "seqno": None, "timestart": None, "timeend": None, "insertdate": None,
@@ -331,7 +326,7 @@ def collect(cfg: config.ConfigFile, names: Sequence[str], supervisor_conf: Path 
         except ConfigError as exc:
             raw = cfg.sections.get(name, {})
             entry["mode"] = raw.get("mode", cfg.defaults.get("mode", "scraper"))
-            entry["errors"] = config.error_lines(exc)
+            entry["errors"] = error_lines(exc)
             entry["config_error"] = True
             continue
         s = loaded.settings

@@ -33,7 +33,7 @@ from supervisor.datatypes import byte_size, process_or_group_name
 
 from scraperd import config
 from scraperd.databases import MYCNF_ENV
-from scraperd.errors import ConfigError, ScraperdError
+from scraperd.errors import ConfigError, ConfigErrors, ScraperdError, error_lines
 
 DEFAULT_CONF_DIR = config.REPO_ROOT / "deploy" / "conf.d"
 DEFAULT_LOG_DIR = config.REPO_ROOT / "var" / "log"
@@ -179,7 +179,7 @@ def load_sections(cfg: config.ConfigFile, names: Iterable[str]) -> list[Program]
         try:
             one = config.validate(cfg, name)
         except ConfigError as exc:
-            out.append(Program(name, _usable_sizes(config.program_keys(cfg, name)), tuple(config.error_lines(exc))))
+            out.append(Program(name, _usable_sizes(config.program_keys(cfg, name)), tuple(error_lines(exc))))
             continue
         extra = _supervisor_problems(one)
         settings = _usable_sizes(one.settings) if extra else one.settings
@@ -254,7 +254,7 @@ def generate(config_file: Path, which: str, *, outdir: Path, host: str | None = 
     chosen = select(cfg, which, host)
     unusable = [p for p in chosen if not _program_name_ok(p.name)]
     if unusable:
-        raise config.ConfigErrors([ConfigError("not usable as a supervisord program name (no blanks, ':' or '/')",
+        raise ConfigErrors([ConfigError("not usable as a supervisord program name (no blanks, ':' or '/')",
                                                file=cfg.display, section=p.name) for p in unusable]) \
             if len(unusable) > 1 else ConfigError("not usable as a supervisord program name (no blanks, ':' or '/')",
                                                   file=cfg.display, section=unusable[0].name)

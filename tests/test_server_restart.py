@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from scraperd import databases, faker, retry
+from scraperd.errors import Disconnected
 from tests.conftest import wait_until
 from tests.mariadbserver import MariaDBServer, free_port
 from tests.scrapekit import events_named, run_section, target_rows, write_cfg
@@ -176,7 +177,7 @@ class _Orig(Exception):
     (4031, "The client was disconnected by the server because of inactivity")])
 def test_what_a_stopping_or_stopped_server_gives_is_retried(code, message):
     error = sa.exc.OperationalError("SELECT 1", {}, _Orig(code, message))
-    with pytest.raises(retry.Disconnected) as caught, retry.side("target"):
+    with pytest.raises(Disconnected) as caught, retry.side("target"):
         raise error
     assert caught.value.db == "target"
 
@@ -184,7 +185,7 @@ def test_what_a_stopping_or_stopped_server_gives_is_retried(code, message):
 def test_connecting_to_a_server_that_is_down_is_retried():
     engine = databases.make_engine(sa.engine.make_url(f"mysql+mysqldb://root@127.0.0.1:{free_port()}/x"))
     try:
-        with pytest.raises(retry.Disconnected) as caught, retry.side("source"), engine.connect():
+        with pytest.raises(Disconnected) as caught, retry.side("source"), engine.connect():
             pass
     finally:
         engine.dispose()
@@ -209,7 +210,7 @@ def test_faker_dropsrc_is_done_once_even_when_its_first_attempt_is_cut_half_way(
     def iterate_losing_the_server_once(self: faker.FakerDaemon) -> list[int]:
         calls["iterate"] += 1
         if calls["iterate"] == 2:  # in the loop, after the first row: start-up runs again
-            raise retry.Disconnected("source", ConnectionResetError())
+            raise Disconnected("source", ConnectionResetError())
         return real_iterate(self)
 
     monkeypatch.setattr(databases, "drop_database", drop_then_lose_the_server)

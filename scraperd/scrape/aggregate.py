@@ -47,20 +47,21 @@ class AggregateSpec:
 
 
 def resolve(table: sa.Table, functions: Sequence[str], skips: Sequence[str], count_key: str,
-            filter_sql: str | None, none_value: float | None, *, where: str = "") -> AggregateSpec:
-    """Check the settings against the reflected table; ConfigError names the key that is wrong."""
+            filter_sql: str | None, none_value: float | None) -> AggregateSpec:
+    """Check the settings against the reflected table; ConfigError names the key that is wrong (the
+    daemon's Loaded.placing() adds file and section)."""
     names = [c.name for c in table.columns]
     lower = {n.lower(): n for n in names}
     for s in skips:
         if s.lower() not in lower:
             raise ConfigError(f"no column {s!r} in source table {table.name} (columns: {', '.join(names)})",
-                              file=where or None, key="aggregate_skips")
+                              key="aggregate_skips")
     skip = {s.lower() for s in skips}
     if filter_sql:
         for word in _IDENT.findall(_strip_literals(filter_sql)):
             if word.lower() not in lower and word.lower() not in _SQL_WORDS:
                 raise ConfigError(f"unknown column {word!r} in {filter_sql!r} (table {table.name})",
-                                  file=where or None, key="aggregate_filter")
+                                  key="aggregate_filter")
     return AggregateSpec(functions=tuple(functions), columns=tuple(n for n in names if n.lower() not in skip),
                          count_key=count_key, filter=filter_sql, none_value=none_value)
 

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from scraperd import config, lifecycle, logsetup, retry
+from scraperd import config, lifecycle, logsetup, preflight, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, create_tables
@@ -43,7 +43,6 @@ from scraperd.dbi.writer import Fence, Record
 from scraperd.errors import SourceError
 from scraperd.regimes.base import Regime, Scraper, Source
 from scraperd.scrape import aggregate, late, sampling, source
-from scraperd.scrape import target as tgt
 from scraperd.scrape.sampling import Sampler, SourceRow
 from scraperd.scrape.source import SourceTable
 
@@ -80,9 +79,9 @@ class ScraperDaemon:
         assert isinstance(s, config.ScraperSection)
         self.loaded, self.s, self.stop = loaded, s, stop
         self.regime_cls: type[Regime] = config.load_regime(s.regime)
-        self.target_url, self.target, self.spec = tgt.open_target(loaded, self.regime_cls)
-        self.source_url, self.source_engine = tgt.open_source(loaded, readonly=True)
-        columns = tgt.target_columns(self.spec)
+        self.target_url, self.target, self.spec = preflight.open_target(loaded, self.regime_cls)
+        self.source_url, self.source_engine = preflight.open_source(loaded, readonly=True)
+        columns = preflight.target_columns(self.spec)
         self.regime = self.regime_cls(columns)
         self.scraper: Scraper = self.regime_cls.scraper(threshold=s.threshold, target_columns=columns,
                                                         aggregate_count=s.aggregate_count,
@@ -118,8 +117,7 @@ class ScraperDaemon:
                     raise SourceError(f"source {st.source.name} lost columns {lost[:8]}")
             if s.aggregate:
                 self.agg = aggregate.resolve(tables[0].main, s.aggregate, s.aggregate_skips, s.aggregate_count,
-                                             s.aggregate_filter, s.aggregate_none,
-                                             where=f"{self.loaded.file.display} [{self.loaded.name}]")
+                                             s.aggregate_filter, s.aggregate_none)
                 self._check_filter(conn, tables)
             until = source.horizon(s.source_tz, s.interval)
             for st in tables:
@@ -134,14 +132,14 @@ class ScraperDaemon:
     def _check_filter(self, conn: sa.Connection, tables: list[source.SourceTable]) -> None:
         """Run the aggregate query once over an empty range: a bad filter fails now, as a config error."""
         assert self.agg is not None
-        with source.filter_errors(self.loaded.file.display, self.loaded.name):
+        with source.filter_errors():
             for st in tables:
                 source.aggregates(conn, st, self.agg, source.CHECK_TIME, source.CHECK_TIME)
 
     def _resume(self, st: source.SourceTable) -> SourceCursor:
         s, tz = self.s, self.s.source_tz
         assert self.tables is not None
-        ctx = tgt.context_for(st.source, s)
+        ctx = preflight.context_for(st.source, s)
         floor = sampling.to_utc(s.timefloor, tz) if s.timefloor else None
         with retry.side("target"):
             seen = reader.max_seqno(self.target, self.tables)  # before the last record: see writer.Fence
@@ -169,12 +167,12 @@ class ScraperDaemon:
         s = self.s
         assert self.tables is not None
         if not s.seed_target_tables:
-            raise tgt.needs_seed_message(self.loaded, self.spec.table, st.source, ctx)
-        tgt.refuse_protected(self.target_url, self.loaded, "seeding", "seed_target_tables")
+            raise preflight.needs_seed_message(self.loaded, self.spec.table, st.source, ctx)
+        preflight.refuse_protected(self.target_url, self.loaded, "seeding", "seed_target_tables")
         assert s.seed_timestart and s.seed_timeend
         start = sampling.to_utc(s.seed_timestart, s.source_tz)
         end = sampling.to_utc(s.seed_timeend, s.source_tz)
-        rows = tgt.seed_payload(self.regime, st.source, self.spec)
+        rows = preflight.seed_payload(self.regime, st.source, self.spec)
         with retry.side("target"):  # fenced on "no record at all": two copies never both seed
             seqno = writer.write(self.target, self.tables, Record(start, end, ctx, rows), [Fence(ctx, None, 0)])
         log.info("seed", source=st.source.name, seqno=seqno, timestart=start, timeend=end, **ctx.fields())
@@ -183,7 +181,7 @@ class ScraperDaemon:
     # ------------------------------------------------------------------------------------------------------
     # the loop
 
-    def loop(self) -> str:
+    def loop(self, run: None = None) -> str:
         """Iterate until maxiter or a signal; returns the reason.
 
         While catching up, an iteration in which a source collected while it had skipped a
@@ -385,21 +383,19 @@ class ScraperDaemon:
     def _fmt(self, t: datetime | None) -> str | None:
         return t.strftime(self.s.timeformat) if t is not None else None
 
+    def counts(self) -> dict[str, int]:
+        return {"iterations": self.iterations, "propagations": self.propagations}
+
     def close(self) -> None:
         self.target.dispose()
         self.source_engine.dispose()
 
 
-def run(loaded: config.Loaded, stop: threading.Event | None = None, *, until_caught_up: bool = False) -> int:
+def run(loaded: config.Loaded[config.ScraperSection], stop: threading.Event | None = None, *,
+        until_caught_up: bool = False) -> int:
     """Run a scraper section until maxiter, a signal, or (until_caught_up) the first idle iteration.
 
     Exit 0 on all of these; configuration errors raise ConfigError (exit 78).
     """
-    stop = stop or threading.Event()
-    t0 = time.monotonic()
-    with lifecycle.stopping_on_signals(stop):
-        daemon = ScraperDaemon(loaded, stop, until_caught_up=until_caught_up)
-        reason = lifecycle.run_until_stopped(daemon, stop, loaded.settings.reconnect_max_wait)
-    log.info("shutdown", reason=reason, iterations=daemon.iterations, propagations=daemon.propagations,
-             elapsed_s=round(time.monotonic() - t0, 1))
-    return 0
+    return lifecycle.serve(loaded, lambda stop: ScraperDaemon(loaded, stop, until_caught_up=until_caught_up),
+                           log, stop)

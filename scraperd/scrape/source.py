@@ -195,16 +195,16 @@ CHECK_TIME = datetime(2000, 1, 1)  # an empty range [CHECK_TIME, CHECK_TIME): th
 
 
 @contextmanager
-def filter_errors(file: str, section: str) -> Iterator[None]:
+def filter_errors() -> Iterator[None]:
     """Around a query run once at start-up over an empty range: a failing statement (not a lost
-    connection) is the operator's aggregate_filter at fault, so it is a config error naming it."""
+    connection) is the operator's aggregate_filter at fault, so it is a config error naming it (the
+    daemon's Loaded.placing() adds file and section)."""
     try:
         yield
     except sa.exc.DBAPIError as exc:
         if is_disconnect(exc):
             raise
-        raise ConfigError(f"query fails: {str(exc.orig).splitlines()[0]}", file=file, section=section,
-                          key="aggregate_filter") from None
+        raise ConfigError(f"query fails: {str(exc.orig).splitlines()[0]}", key="aggregate_filter") from None
 
 
 def warn_bad_dates(conn: sa.Connection, st: SourceTable, until: datetime, log: Any) -> None:
