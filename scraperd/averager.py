@@ -265,7 +265,7 @@ class Averager:
         self.loaded, self.s, self.stop = loaded, s, stop
         self.binsize_s = int(s.binsize.total_seconds())  # whole seconds: config.AveragerSection checks
         self.regime_cls: type[Regime] = config.load_regime(s.regime)
-        self.target_url, self.target, self.spec = preflight.open_target(loaded, self.regime_cls)
+        self.target_url, self.target, self.spec = preflight.open_target(loaded)
         self.drop_target = drop_target
         if drop_target:
             # before anything connects: a refused drop touches nothing

@@ -25,16 +25,17 @@ log = logsetup.get_logger("scraperd.faker")
 
 
 class FakerDaemon:
-    def __init__(self, loaded: config.Loaded, stop: threading.Event) -> None:
+    """One faker section at work. What a reconnect keeps: the engine, the faker (its random walk
+    re-primed from the last rows at each start), the iteration count, and whether the drop was done."""
+
+    def __init__(self, loaded: config.Loaded[config.FakerSection], stop: threading.Event) -> None:
         s = loaded.settings
-        assert isinstance(s, config.FakerSection)
         self.loaded, self.s, self.stop = loaded, s, stop
-        self.regime_cls: type[Regime] = config.load_regime(s.regime)
+        self.regime_cls: type[Regime] = s.regime_cls
         self.faker = self.regime_cls.faker(profile=s.profile, seed=s.faker_seed)
         self.url = preflight.preflight(loaded).source
         self.ddl = Path(s.faker_sql) if s.faker_sql else dcsddl.DEFAULT_DDL
-        self.engine: sa.Engine | None = None
-        self.tables: list[sa.Table] = []
+        self.engine = databases.make_engine(self.url)  # connects at first use, after the database exists
         self.iterations = 0
         self.dropped = False
 
@@ -42,7 +43,8 @@ class FakerDaemon:
     def table_names(self) -> list[str]:
         return [t for src in self.regime_cls.sources for t in src.tables]
 
-    def start(self) -> None:
+    def start(self) -> list[sa.Table]:
+        """Make sure the source tables exist and reflect them: the running state."""
         # every statement of start-up, the drop and the database creation too, is waited out like the loop
         with retry.side("source"):
             if self.s.faker_dropsrc and not self.dropped:
@@ -52,25 +54,23 @@ class FakerDaemon:
                 log.info("faker_dropsrc", ddl=str(self.ddl), tables=len(created))
             else:
                 databases.ensure_database(self.url)
-            if self.engine is None:
-                self.engine = databases.make_engine(self.url)
             created = dcsddl.create_missing(self.engine, self.ddl, self.table_names)
             if created:
                 log.info("faker_created", tables=created)
             md = databases.reflecting(sa.MetaData())
             with self.engine.connect() as conn:
-                self.tables = [sa.Table(n, md, autoload_with=conn) for n in self.table_names]
-                for t in self.tables:  # random_walk continues from the last row, so restarts change nothing
+                tables = [sa.Table(n, md, autoload_with=conn) for n in self.table_names]
+                for t in tables:  # random_walk continues from the last row, so restarts change nothing
                     last = conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(1)).mappings().first()
                     self.faker.prime(t.name, dict(last) if last else None)
         log.info("startup", mode="faker", tables=self.table_names, profile=self.s.profile)
+        return tables
 
     def counts(self) -> dict[str, int]:
         return {"iterations": self.iterations}
 
     def close(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
+        self.engine.dispose()
 
     def when(self, id: int) -> datetime:  # noqa: A002
         s = self.s
@@ -79,11 +79,10 @@ class FakerDaemon:
             return sampling.to_local(start_utc + id * s.interval, s.source_tz)
         return datetime.now(UTC).astimezone(s.source_tz).replace(tzinfo=None, microsecond=0)
 
-    def iterate(self) -> list[int]:
-        assert self.engine is not None
+    def iterate(self, tables: list[sa.Table]) -> list[int]:
         ids: list[int] = []
         with retry.side("source"), self.engine.begin() as conn:
-            for table in self.tables:
+            for table in tables:
                 last = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
                 id_ = int(last) + 1
                 inst = Instance(table.name, [c.name for c in table.columns])
@@ -92,19 +91,18 @@ class FakerDaemon:
                 ids.append(id_)
         return ids
 
-    def loop(self, run: None = None) -> str:
+    def loop(self, tables: list[sa.Table]) -> str:
+        """One row per table per iteration, `sleep` apart, until maxiter or a signal."""
         s = self.s
-        while not self.stop.is_set():
-            if s.maxiter and self.iterations >= s.maxiter:
-                return "maxiter"
-            ids = self.iterate()
+        while not lifecycle.maxiter_reached(s.maxiter, self.iterations):
+            if lifecycle.pause(self.stop, s.sleep.total_seconds() if self.iterations else 0):  # between two
+                return lifecycle.signal_name(self.stop)
+            ids = self.iterate(tables)
             self.iterations += 1
             if s.log_samples:
                 log.info("fake", ids=sorted(set(ids)), date_time=self.when(ids[0]).strftime(s.timeformat)
                          if s.faker_timestart else None, n=self.iterations)
-            if s.sleep.total_seconds() > 0 and not (s.maxiter and self.iterations >= s.maxiter):
-                self.stop.wait(s.sleep.total_seconds())
-        return lifecycle.signal_name(self.stop)
+        return "maxiter"
 
 
 def run(loaded: config.Loaded[config.FakerSection], stop: threading.Event | None = None) -> int:

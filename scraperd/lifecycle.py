@@ -64,6 +64,17 @@ def serve(loaded: Loaded[Any], make: Callable[[threading.Event], Daemon[Any]], d
     return 0
 
 
+def maxiter_reached(maxiter: int, done: int) -> bool:
+    """The section's maxiter iterations are done (maxiter 0: no limit)."""
+    return bool(maxiter) and done >= maxiter
+
+
+def pause(stop: threading.Event, seconds: float) -> bool:
+    """Wait `seconds` or until `stop` is set (SIGTERM ends the wait at once); True when stopped.
+    0 does not wait: catching up runs thousands of iterations a second."""
+    return stop.wait(seconds) if seconds > 0 else stop.is_set()
+
+
 def signal_name(stop: threading.Event) -> str:
     """The name of the signal that set `stop` (SIGTERM, SIGINT), or "signal"."""
     return str(getattr(stop, "signal", "signal"))

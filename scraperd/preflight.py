@@ -130,7 +130,7 @@ def needs_seed_message(loaded: config.Loaded, table: str, source: Source, ctx: C
         file=loaded.file.display, section=loaded.name, key="seed_target_tables")
 
 
-def open_target(loaded: config.Loaded, regime: type[Regime]) -> tuple[URL, Engine, specmod.Spec]:
+def open_target(loaded: config.Loaded[Any]) -> tuple[URL, Engine, specmod.Spec]:
     checked = preflight(loaded)
     assert checked.target is not None and checked.spec is not None
     return checked.target, databases.make_engine(checked.target), checked.spec

@@ -12,26 +12,26 @@ import threading
 import time
 
 from scraperd import config, logsetup
-from scraperd.scrape import daemon, sampling
+from scraperd.scrape import daemon, sampling, schedule
 
 
 def main() -> None:
     cfg, section, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if len(sys.argv) > 4:  # commit catch-up batches this often, so the kill finds some committed
-        daemon.FLUSH_RECORDS = int(sys.argv[4])
+        schedule.FLUSH_RECORDS = int(sys.argv[4])
     count = 0
-    judge = sampling.judge
+    decide = sampling.decide
 
-    def judging(*args, **kw):
+    def deciding(*args, **kw):
         nonlocal count
-        sample = judge(*args, **kw)
+        decision = decide(*args, **kw)
         count += 1
         if count == k:
             print("PAUSED", flush=True)
             time.sleep(3600)
-        return sample
+        return decision
 
-    daemon.sampling.judge = judging  # type: ignore[attr-defined]
+    sampling.decide = deciding  # type: ignore[assignment]
     logsetup.configure(json=True, stream=sys.stderr)  # stdout carries only PAUSED / DONE
     loaded = config.load_section(cfg, section)
     daemon.run(loaded, threading.Event(), until_caught_up=True)

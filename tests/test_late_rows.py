@@ -269,13 +269,11 @@ def test_a_reconnect_looks_at_the_rows_committed_meanwhile_once_without_repeatin
     scraper = daemon.ScraperDaemon(config.load_section(cfg, "s"), threading.Event(), until_caught_up=True)
     try:
         with structlog.testing.capture_logs() as events:
-            scraper.start()
-            assert scraper.loop() == "caught_up"
+            assert scraper.loop(scraper.start()) == "caught_up"
             insert_rows(src.url, TABLE, [LATE])  # committed while the connection was down
-            scraper.start()  # what lifecycle does after a lost connection: resume from the target
-            assert scraper.loop() == "caught_up"
-            scraper.start()
-            assert scraper.loop() == "caught_up"
+            # what lifecycle does after a lost connection: resume from the target
+            assert scraper.loop(scraper.start()) == "caught_up"
+            assert scraper.loop(scraper.start()) == "caught_up"
     finally:
         scraper.close()
     (ev,) = events_named(events, "late_row")  # the id head was kept: seen by the next read, once

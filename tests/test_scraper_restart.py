@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scraperd import databases
-from scraperd.scrape import daemon
+from scraperd.scrape import schedule
 from tests.conftest import mysql_url, require_mysql
 from tests.scrapekit import run_section, target_rows, write_cfg
 from tests.sourcedata import create_source, insert_rows
@@ -196,12 +196,12 @@ def test_two_sources_restarted_anywhere_give_the_same_records_and_seqnos(backend
             return scrape(b, src, keys, stops, table="DcsAdLidSensor")
 
         full = len(ad1) + len(ad2) + 2
-        saved, daemon.FLUSH_RECORDS = daemon.FLUSH_RECORDS, flush  # commit batches of this many while behind
+        saved, schedule.FLUSH_RECORDS = schedule.FLUSH_RECORDS, flush  # commit batches of this many while behind
         try:
             once = lid_scrape([full])
             assert lid_scrape([*cuts, full]) == once
         finally:
-            daemon.FLUSH_RECORDS = saved
+            schedule.FLUSH_RECORDS = saved
         vld = once[0][2:]  # after the two seeds: SEQNOs follow (sample time, source), whatever the batching
         assert [r[0] for r in sorted(vld, key=lambda r: (r[1], r[5]))] == [r[0] for r in vld]
     finally:

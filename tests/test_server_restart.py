@@ -207,11 +207,11 @@ def test_faker_dropsrc_is_done_once_even_when_its_first_attempt_is_cut_half_way(
         if calls["drop"] == 1:
             raise sa.exc.OperationalError("CREATE DATABASE", {}, _Orig(2013, "Lost connection to server"))
 
-    def iterate_losing_the_server_once(self: faker.FakerDaemon) -> list[int]:
+    def iterate_losing_the_server_once(self: faker.FakerDaemon, tables: list[sa.Table]) -> list[int]:
         calls["iterate"] += 1
         if calls["iterate"] == 2:  # in the loop, after the first row: start-up runs again
             raise Disconnected("source", ConnectionResetError())
-        return real_iterate(self)
+        return real_iterate(self, tables)
 
     monkeypatch.setattr(databases, "drop_database", drop_then_lose_the_server)
     monkeypatch.setattr(faker.FakerDaemon, "iterate", iterate_losing_the_server_once)

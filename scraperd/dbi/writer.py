@@ -46,7 +46,7 @@ timeend): DBI's "VLD entry but no data", allowed because it hides data that is n
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -105,6 +105,12 @@ class Record:
     context: Context
     rows: Sequence[Mapping[str, Any]]
     versiondate: datetime | None = None  # None: the overlay rule decides
+
+    def fields(self, fmt: Callable[[datetime], str | None]) -> dict[str, Any]:
+        """The record as the fields of a `propagate` event: rows, timestart, timeend (as fmt shows
+        them), sitemask, subsite."""
+        return {"rows": len(self.rows), "timestart": fmt(self.timestart), "timeend": fmt(self.timeend),
+                "sitemask": self.context.sitemask, "subsite": self.context.subsite}
 
 
 def utcnow() -> datetime:

@@ -72,6 +72,11 @@ class Sampler:
     last_seen: datetime | None = None      # date_time of the last row stepped at or after tcursor
     n: int = 0                             # samples collected since start-up
 
+    @property
+    def full(self) -> bool:
+        """Two instances: the regime's changed() can compare them."""
+        return len(self.sv) == 2
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
@@ -80,9 +85,16 @@ class Sample:
     n: int
     sv: tuple[SourceRow, ...]
     tcursor: datetime
-    fullness: Fullness
     state: SvState
-    proceed: bool
+
+    @property
+    def fullness(self) -> Fullness:
+        return "partial" if self.state == "notfull" else "full"
+
+    @property
+    def proceed(self) -> bool:
+        """Propagate: the vector changed or grew older than maxage."""
+        return self.state in ("changed", "overage")
 
     @property
     def ids(self) -> list[int]:
@@ -141,16 +153,16 @@ def missed(state: Sampler, read_to: datetime | None, dt: datetime) -> bool:
 
 
 def judge(state: Sampler, changed: bool, maxage: timedelta) -> Sample:
-    """The sample after a collection: partial/notfull, or full and unchanged/changed/overage."""
-    if len(state.sv) < 2:
-        return Sample(state.n, state.sv, state.tcursor, "partial", "notfull", False)
+    """The sample after a collection: notfull (partial), or full and unchanged/changed/overage."""
+    if not state.full:
+        return Sample(state.n, state.sv, state.tcursor, "notfull")
     if changed:
         verdict: SvState = "changed"
     elif state.sv[-1].date_time - state.sv[0].date_time > maxage:  # strictly: exactly maxage waits
         verdict = "overage"
     else:
         verdict = "unchanged"
-    return Sample(state.n, state.sv, state.tcursor, "full", verdict, verdict != "unchanged")
+    return Sample(state.n, state.sv, state.tcursor, verdict)
 
 
 def to_utc(local: datetime, tz: ZoneInfo) -> datetime:
@@ -185,3 +197,35 @@ def tcursor_after(timeend_utc: datetime, tz: ZoneInfo) -> datetime:
 def propagated(state: Sampler, vld: Validity, tz: ZoneInfo) -> Sampler:
     """After a propagation: sv[0] = sv[-1], tcursor = TIMEEND in local time, offset count restarts."""
     return replace(state, sv=(state.sv[-1],), tcursor=tcursor_after(vld.timeend, tz), skip=state.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The section's sampling settings: maxage (propagate at least this often), interval (validity
+    length and tcursor step), tz (source_tz of the DCS date_time stamps)."""
+
+    maxage: timedelta
+    interval: timedelta
+    tz: ZoneInfo
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a collection leads to: the next state, the sample (the SV line), and the validity range to
+    write for sample.sv when it proceeds (None: nothing to write)."""
+
+    state: Sampler
+    sample: Sample
+    validity: Validity | None
+
+
+def decide(state: Sampler, changed: bool, rules: Rules) -> Decision:
+    """judge + validity + propagated, after a collection. `changed` is the regime's verdict on a full
+    vector (False while not full). When the sample proceeds the state moves on as after a written
+    record, whether or not the shell then writes it (an empty aggregate is skipped): so a restart,
+    which resumes from the last written record, replays the same rows to the same decisions."""
+    sample = judge(state, changed, rules.maxage)
+    if not sample.proceed:
+        return Decision(state, sample, None)
+    vld = validity(state.sv[-1].date_time, rules.interval, rules.tz)
+    return Decision(propagated(state, vld, rules.tz), sample, vld)
