@@ -248,11 +248,6 @@ def _mysqldb_conversions() -> dict[Any, Any]:
     return conv
 
 
-def engine_for(name: str, *, mycnf: Path | None = None, readonly: bool = False, **kw: Any) -> Engine:
-    """Resolve a config name (my.cnf section or URL) and make its engine."""
-    return make_engine(resolve(name, mycnf=mycnf), readonly=readonly, **kw)
-
-
 def _on_server(url: URL, sql: str) -> None:
     """Run one statement on the MySQL server of url, outside any database."""
     server = make_engine(url._replace(database=None))  # URL.set() ignores None

@@ -36,8 +36,7 @@ def target_spec(loaded: config.Loaded, regime: type[Regime]) -> specmod.Spec:
     try:
         return specmod.find_spec(name, spec_dir)
     except ConfigError as exc:
-        raise ConfigError(exc.message, file=loaded.file.display, section=loaded.name,
-                          key="kls" if s.kls else "regime") from None
+        raise loaded.error("kls" if s.kls else "regime", exc.message) from None
 
 
 def context_for(source: Source, settings: config.TargetCommon) -> Context:
@@ -63,8 +62,7 @@ def refuse_protected(url: URL, loaded: config.Loaded, what: str, key: str) -> No
     assert isinstance(loaded.settings, config.TargetCommon)
     found = protected(url, loaded.settings.target)
     if found:
-        raise ConfigError(f"{what} refused: the target database is {found}", file=loaded.file.display,
-                          section=loaded.name, key=key)
+        raise loaded.error(key, f"{what} refused: the target database is {found}")
 
 
 def seed_payload(regime: Regime, source: Source, spec: specmod.Spec) -> list[dict[str, Any]]:
@@ -84,7 +82,7 @@ def resolve(loaded: config.Loaded, key: str) -> URL:
         return databases.resolve(getattr(loaded.settings, key))
     except ConfigError as exc:
         where = f" ({exc.file})" if exc.file else ""
-        raise ConfigError(exc.message + where, file=loaded.file.display, section=loaded.name, key=key) from None
+        raise loaded.error(key, exc.message + where) from None
 
 
 @dataclass(frozen=True)
@@ -99,13 +97,12 @@ class Checked:
 def preflight(loaded: config.Loaded) -> Checked:
     """Everything about a section that can be checked without connecting (exit 78 on a problem)."""
     s = loaded.settings
-    regime = config.load_regime(s.regime)
+    regime = s.regime_cls
     src = resolve(loaded, "source")
     if isinstance(s, config.FakerSection):
         found = protected(src, s.source, PROTECTED_DATABASES + REAL_DCS_DATABASES)
         if s.faker_dropsrc and found:
-            raise ConfigError(f"faker_dropsrc refused: the source database is {found}",
-                              file=loaded.file.display, section=loaded.name, key="faker_dropsrc")
+            raise loaded.error("faker_dropsrc", f"faker_dropsrc refused: the source database is {found}")
         return Checked(source=src)
     assert isinstance(s, config.TargetCommon)
     tgt = resolve(loaded, "target")
@@ -115,19 +112,18 @@ def preflight(loaded: config.Loaded) -> Checked:
     try:
         seed_payload(regime(target_columns(spec)), regime.sources[0], spec)
     except ConfigError as exc:
-        raise ConfigError(exc.message, file=loaded.file.display, section=loaded.name,
-                          key="kls" if s.kls else "regime") from None
+        raise loaded.error("kls" if s.kls else "regime", exc.message) from None
     return Checked(source=src, target=tgt, spec=spec)
 
 
 def needs_seed_message(loaded: config.Loaded, table: str, source: Source, ctx: Context) -> ConfigError:
-    return ConfigError(
+    return loaded.error(
+        "seed_target_tables",
         f"target {table} has no validity record for source {source.name} "
         f"(sitemask={ctx.sitemask} subsite={ctx.subsite}): seed it by setting seed_target_tables = True, "
         f"seed_timestart and seed_timeend (local times) in this section, or run once with "
         f"--set seed_target_tables=True --set seed_timestart=... --set seed_timeend=...; "
-        f"seeding is refused for offline_db",
-        file=loaded.file.display, section=loaded.name, key="seed_target_tables")
+        f"seeding is refused for offline_db")
 
 
 def open_target(loaded: config.Loaded[Any]) -> tuple[URL, Engine, specmod.Spec]:

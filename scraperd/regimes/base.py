@@ -60,10 +60,6 @@ class Instance(dict):  # type: ignore[type-arg]
         super().__init__((c, None) for c in columns)
         self.table = table
 
-    @property
-    def asdict(self) -> dict[str, Any]:
-        return dict(self)
-
 
 class Scraper:
     """Judges change and turns a source vector into target rows. Subclass per regime.

@@ -23,11 +23,6 @@ def channel_columns(columns: tuple[str, ...]) -> tuple[tuple[tuple[int, int, int
                         if not c.startswith("P_") and (key := lcr(c)) is not None and "P_" + c in names))
 
 
-def channels(row: Mapping[str, Any]) -> dict[tuple[int, int, int], tuple[Any, Any]]:
-    """(ladder, col, ring) -> (voltage, pw) of one joined source row."""
-    return {key: (row[v], row[p]) for key, v, p in channel_columns(tuple(row))}
-
-
 class PmtHvScraper(Scraper):
     def changed(self, sv: Sequence[Any]) -> bool:
         before, after = sv[0], sv[-1]
