@@ -34,6 +34,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import sqlalchemy as sa
+
 from scraperd import config, lifecycle, logsetup, preflight, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.context import Context
@@ -119,19 +121,9 @@ class ScraperDaemon:
         s = self.s
         with retry.side("target"):
             tables = self.tables = create_tables(self.target, self.spec, previous=self.tables)
-        agg = None
         with retry.side("source"), self.source_engine.connect() as conn:
-            sources = [source.reflect(conn, src) for src in self.regime_cls.sources]
-            for st in sources:
-                lost = [c for c in self.columns_seen.setdefault(st.source.name, st.names) if c not in st.names]
-                if lost:
-                    raise SourceError(f"source {st.source.name} lost columns {lost[:8]}")
-            if s.aggregate:
-                agg = aggregate.resolve(sources[0].main, s.aggregate, s.aggregate_skips, s.aggregate_count,
-                                        s.aggregate_filter, s.aggregate_none)
-                with source.filter_errors():  # the aggregate query over an empty range: a bad filter fails now
-                    for st in sources:
-                        source.aggregates(conn, st, agg, source.CHECK_TIME, source.CHECK_TIME)
+            sources = self._reflect(conn)
+            agg = self._aggregate_spec(conn, sources) if s.aggregate else None
             until = source.horizon(s.source_tz, s.interval)
             for st in sources:
                 source.warn_bad_dates(conn, st, until, log)
@@ -142,6 +134,27 @@ class ScraperDaemon:
         run = Run(tables, cursors, agg, flush_at=schedule.FLUSH_RECORDS)
         self._tune(run)  # a restart far behind catches up at once, without first sleeping `sleep` per sample
         return run
+
+    def _reflect(self, conn: sa.Connection) -> list[SourceTable]:
+        """The regime's source tables as they are now; a column lost since the first start-up is an
+        error (SourceError: retried), not a silent NULL."""
+        sources = [source.reflect(conn, src) for src in self.regime_cls.sources]
+        for st in sources:
+            lost = [c for c in self.columns_seen.setdefault(st.source.name, st.names) if c not in st.names]
+            if lost:
+                raise SourceError(f"source {st.source.name} lost columns {lost[:8]}")
+        return sources
+
+    def _aggregate_spec(self, conn: sa.Connection, sources: list[SourceTable]) -> aggregate.AggregateSpec:
+        """The aggregate settings checked against the first source; the query run once over an empty
+        range, so that a bad aggregate_filter fails now, as a config error."""
+        s = self.s
+        agg = aggregate.resolve(sources[0].main, s.aggregate, s.aggregate_skips, s.aggregate_count,
+                                s.aggregate_filter, s.aggregate_none)
+        with source.filter_errors():
+            for st in sources:
+                source.aggregates(conn, st, agg, source.CHECK_TIME, source.CHECK_TIME)
+        return agg
 
     def _resume(self, tables: DbiTables, st: SourceTable, index: int) -> SourceCursor:
         s, tz = self.s, self.s.source_tz
@@ -155,12 +168,9 @@ class ScraperDaemon:
             seen = self._seed(tables, st, ctx)  # fenced on an empty context: nobody else wrote it up to the seed
             with retry.side("target"):
                 last = reader.last_validity(self.target, tables, ctx, timefloor=floor)
+        tcursor, resumed = sampling.start_point(last.timeend if last else None, s.timefloor, tz)
         sv0 = None
-        if last is None:  # timefloor hides every record of the context: scraping starts at timefloor
-            assert s.timefloor is not None
-            tcursor, resumed = s.timefloor, "timefloor"
-        else:
-            tcursor, resumed = sampling.tcursor_after(last.timeend, tz), "last_record"
+        if last is not None:
             with retry.side("source"), self.source_engine.connect() as conn:
                 sv0 = source.row_at(conn, st, sampling.to_local(last.timestart, tz))
         sampler = sampling.resume(tcursor, sv0, s.offset)
@@ -296,17 +306,12 @@ class ScraperDaemon:
                    vld: sampling.Validity) -> None:
         """Queue the record of a proceeding sample (the sampler already moved on), or skip an empty
         aggregate: the next range starts here either way, and a restart replays the same decisions."""
-        s = self.s
         if run.agg is not None:
-            sv = self._with_aggregates(run.agg, cur, sv)
-            filled = aggregate.fill_none(sv[-1].aggd or {}, run.agg)
+            filled = self._aggregated(run.agg, cur, sv)
             if filled is None:
-                log.warning("aggregate_empty", source=cur.source.name, ids=[r.id for r in sv],
-                            range=[s.fmt(sv[0].date_time), s.fmt(sv[-1].date_time)],
-                            action="propagation skipped (set aggregate_none to write a value instead)")
                 cur.skipping = True
                 return
-            sv = (sv[0], sv[-1].with_aggd(filled))
+            sv = filled
         rows = [dict(r) for r in self.scraper.propagate(sv)]
         nulls = sorted({k for r in rows for k, v in r.items() if v is None})
         if nulls and run.agg is None:
@@ -317,8 +322,22 @@ class ScraperDaemon:
         self.propagations += 1
         if run.pending() >= run.flush_at:
             self.flush(run)
-        if self.propagations % s.tunesleepmod == 0:
+        if self.propagations % self.s.tunesleepmod == 0:
             self._tune(run)
+
+    def _aggregated(self, agg: aggregate.AggregateSpec, cur: SourceCursor,
+                    sv: tuple[SourceRow, ...]) -> tuple[SourceRow, ...] | None:
+        """sv with its aggregates (aggregate_none filled in); None for a range without samples, which
+        is skipped with a warning (aggregate_empty)."""
+        sv = self._with_aggregates(agg, cur, sv)
+        filled = aggregate.fill_none(sv[-1].aggd or {}, agg)
+        if filled is None:
+            fmt = self.s.fmt
+            log.warning("aggregate_empty", source=cur.source.name, ids=[r.id for r in sv],
+                        range=[fmt(sv[0].date_time), fmt(sv[-1].date_time)],
+                        action="propagation skipped (set aggregate_none to write a value instead)")
+            return None
+        return (sv[0], sv[-1].with_aggd(filled))
 
     def flush(self, run: Run, *, final: bool = False) -> None:
         """Commit, in one transaction, the pending records that come next in (sample time, source) order.
@@ -329,24 +348,27 @@ class ScraperDaemon:
         cursors = run.cursors
         chosen = schedule.committable([[t for t, _ in c.pending] for c in cursors], [c.reading() for c in cursors])
         if chosen:
-            records = [cursors[i].pending[n][1] for i, n in chosen]
-            with retry.side("target"):
-                seqnos = writer.write_many(self.target, run.tables, records, [c.fence for c in cursors])
-            for cur in cursors:
-                cur.fence = cur.fence.after(records, seqnos)
-            for seqno, (i, _), rec in zip(seqnos, chosen, records, strict=True):
-                log.info("propagate", source=cursors[i].source.name, seqno=seqno, **rec.fields(self.s.fmt))
-            done = Counter(i for i, _ in chosen)
-            for cur in cursors:
-                del cur.pending[:done.get(cur.index, 0)]
+            self._commit(run, chosen)
         per_record = max((len(c.pending[-1][1].rows) for c in cursors if c.pending), default=1)
         run.flush_at = schedule.next_flush_at(run.pending(), per_record)
-        if final:
-            left = run.pending()
-            if left:
-                log.info("uncommitted", records=left, action="read again from the source at the next start")
+        if final and run.pending():
+            log.info("uncommitted", records=run.pending(), action="read again from the source at the next start")
             for cur in cursors:
                 cur.pending.clear()
+
+    def _commit(self, run: Run, chosen: list[tuple[int, int]]) -> None:
+        """Write the chosen (source, position) pending records in one fenced transaction, in order."""
+        cursors = run.cursors
+        records = [cursors[i].pending[n][1] for i, n in chosen]
+        with retry.side("target"):
+            seqnos = writer.write_many(self.target, run.tables, records, [c.fence for c in cursors])
+        for cur in cursors:
+            cur.fence = cur.fence.after(records, seqnos)
+        for seqno, (i, _), rec in zip(seqnos, chosen, records, strict=True):
+            log.info("propagate", source=cursors[i].source.name, seqno=seqno, **rec.fields(self.s.fmt))
+        done = Counter(i for i, _ in chosen)
+        for cur in cursors:
+            del cur.pending[:done.get(cur.index, 0)]
 
     def _tune(self, run: Run) -> None:
         """Sleep from the lag = max over sources of (source head − tcursor), in effective heartbeats."""

@@ -189,6 +189,17 @@ def validity(sample_time: datetime, interval: timedelta, tz: ZoneInfo) -> Validi
     return Validity(start, start + interval)
 
 
+def start_point(last_timeend: datetime | None, timefloor: datetime | None,
+                tz: ZoneInfo) -> tuple[datetime, Literal["last_record", "timefloor"]]:
+    """Where scraping starts (the tcursor, local) and why: just after the context's last record
+    (its TIMEEND, UTC), or at timefloor (local) when timefloor hides every record of the context."""
+    if last_timeend is not None:
+        return tcursor_after(last_timeend, tz), "last_record"
+    if timefloor is None:
+        raise ValueError("a context without any record is seeded before it is resumed")
+    return timefloor, "timefloor"
+
+
 def tcursor_after(timeend_utc: datetime, tz: ZoneInfo) -> datetime:
     """The local tcursor implied by a validity's TIMEEND: used after a propagation and at start-up."""
     return to_local(timeend_utc, tz)
