@@ -164,72 +164,105 @@ def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None
         known = ", ".join(cfg.sections) or "none"
         raise ConfigError(f"no such section{did_you_mean(name, cfg.sections)} (sections: {known})",
                           file=cfg.display, section=name)
-    own = cfg.sections[name]
     overrides = overrides or {}
-    problems: list[ConfigError] = []
+    mode = _mode(cfg, name, overrides)
+    model = MODELS[mode]
+    keys = _gather(cfg, name, mode, overrides)
+    settings = _validated(model, keys, cfg, name)
+    if keys.problems or settings is None:
+        raise ConfigErrors.combined(keys.problems)
+    for key in model.model_fields:
+        keys.origin.setdefault(key, "default")
+    assert isinstance(settings, ScraperSection | FakerSection | AveragerSection)
+    return Loaded(name=name, file=cfg, settings=settings, origin=keys.origin, ignored=keys.ignored)
 
-    def problem(key: str | None, message: str, section: str = name) -> None:
-        problems.append(ConfigError(message, file=cfg.display, section=section, key=key))
 
+@dataclass
+class _Keys:
+    """A section's values as its mode reads them, each with its origin, and the problems found so far."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)   # key -> "[section]", "[DEFAULT]", "--set"
+    ignored: dict[str, str] = field(default_factory=dict)  # DEFAULT keys this mode does not use
+    problems: list[ConfigError] = field(default_factory=list)
+
+
+def _mode(cfg: ConfigFile, name: str, overrides: dict[str, str]) -> str:
+    """The section's mode: --set, else the section's, else [DEFAULT]'s, else scraper."""
+    own = cfg.sections[name]
     mode = (overrides.get("mode") or own.get("mode") or cfg.defaults.get("mode") or "scraper").strip()
     if mode not in MODELS:
-        problem("mode", f"{mode!r} is not one of scraper, faker, averager{did_you_mean(mode, MODELS)}")
-        raise ConfigErrors.combined(problems)
-    model = MODELS[mode]
-    fields = model.model_fields
+        message = f"{mode!r} is not one of scraper, faker, averager{did_you_mean(mode, MODELS)}"
+        raise ConfigErrors.combined([_placed(cfg, name, None, "mode", message)])
+    return mode
 
-    values: dict[str, str] = {}
-    origin: dict[str, str] = {}
-    ignored: dict[str, str] = {}
-    for key, value in cfg.defaults.items():
-        if key in fields:
-            values[key], origin[key] = value, "[DEFAULT]"
-        elif key in ALL_KEYS:
-            ignored[key] = value
-        else:
-            problem(key, f"unknown key{did_you_mean(key, ALL_KEYS)}", section="DEFAULT")
-    for key, value in own.items():
-        if key in fields:
-            values[key], origin[key] = value, f"[{name}]"
-        elif key in ALL_KEYS:
-            users = ", ".join(m for m, kls in MODELS.items() if key in kls.model_fields)
-            problem(key, f"not used by mode = {mode} (it is a {users} key)")
-        else:
-            problem(key, f"unknown key{did_you_mean(key, ALL_KEYS)}")
-    for key, value in overrides.items():
-        if key in fields:
-            values[key], origin[key] = value, "--set"
-        else:
-            problems.append(ConfigError(f"unknown key for mode = {mode}{did_you_mean(key, list(fields))}",
-                                        file="--set", key=key))
-    values["mode"] = mode
-    origin.setdefault("mode", "default")
 
-    settings = None
-    try:
-        settings = model.model_validate(values)
-    except ValidationError as exc:
-        seen: set[str] = set()
-        for err in exc.errors():
-            loc = err.get("loc") or ()
-            bad: str | None = str(loc[0]) if loc else None
-            ctx_err = err.get("ctx", {}).get("error")
-            if isinstance(ctx_err, _KeyError):
-                bad = ctx_err.key
-            if bad in seen:
-                continue
-            seen.add(str(bad))
-            section = name if origin.get(str(bad), f"[{name}]") != "[DEFAULT]" else "DEFAULT"
-            if origin.get(str(bad)) == "--set":
-                problems.append(ConfigError(_pydantic_message(err), file="--set", key=bad))
+def _gather(cfg: ConfigFile, name: str, mode: str, overrides: dict[str, str]) -> _Keys:
+    """[DEFAULT], then the section, then --set, each overriding the one before; a key the mode does
+    not read is a problem, except in [DEFAULT] when another mode reads it (DEFAULT is shared)."""
+    fields = MODELS[mode].model_fields
+    keys = _Keys()
+    for where, written in (("[DEFAULT]", cfg.defaults), (f"[{name}]", cfg.sections[name]), ("--set", overrides)):
+        for key, value in written.items():
+            if key in fields:
+                keys.values[key], keys.origin[key] = value, where
+            elif where == "[DEFAULT]" and key in ALL_KEYS:
+                keys.ignored[key] = value
             else:
-                problem(bad, _pydantic_message(err), section=section)
-    if problems or settings is None:
-        raise ConfigErrors.combined(problems)
-    for key in fields:
-        origin.setdefault(key, "default")
-    assert isinstance(settings, ScraperSection | FakerSection | AveragerSection)
-    return Loaded(name=name, file=cfg, settings=settings, origin=origin, ignored=ignored)
+                keys.problems.append(_placed(cfg, name, where, key, _refused(key, mode, where)))
+    keys.values["mode"] = mode
+    keys.origin.setdefault("mode", "default")
+    return keys
+
+
+def _refused(key: str, mode: str, where: str) -> str:
+    """Why a key written in `where` is not read by this mode, with the key it may have meant."""
+    if where == "--set":
+        return f"unknown key for mode = {mode}{did_you_mean(key, list(MODELS[mode].model_fields))}"
+    if key in ALL_KEYS:  # [DEFAULT] ignores other modes' keys; the section's own are errors
+        users = ", ".join(m for m, kls in MODELS.items() if key in kls.model_fields)
+        return f"not used by mode = {mode} (it is a {users} key)"
+    return f"unknown key{did_you_mean(key, ALL_KEYS)}"
+
+
+def _validated(model: type[Common], keys: _Keys, cfg: ConfigFile, name: str) -> Common | None:
+    """The model's settings; None when it refuses them, with its problems added to keys.problems."""
+    try:
+        return model.model_validate(keys.values)
+    except ValidationError as exc:
+        keys.problems += _model_problems(exc, keys.origin, cfg, name)
+        return None
+
+
+def _model_problems(exc: ValidationError, origin: dict[str, str], cfg: ConfigFile, name: str) -> list[ConfigError]:
+    """The first pydantic error of each key, one line each, placed where that key's value was written."""
+    seen: set[str] = set()
+    problems = []
+    for err in exc.errors():
+        key = _problem_key(err)
+        if key is not None and key in seen:
+            continue
+        if key is not None:
+            seen.add(key)
+        problems.append(_placed(cfg, name, origin.get(key) if key else None, key, _pydantic_message(err)))
+    return problems
+
+
+def _problem_key(err: Any) -> str | None:
+    """The key a pydantic error is about: the one a cross-key rule names (_KeyError), else its field."""
+    ctx_err = err.get("ctx", {}).get("error")
+    if isinstance(ctx_err, _KeyError):
+        return ctx_err.key
+    loc = err.get("loc") or ()
+    return str(loc[0]) if loc else None
+
+
+def _placed(cfg: ConfigFile, name: str, where: str | None, key: str | None, message: str) -> ConfigError:
+    """A problem placed where its value was written: the --set line, [DEFAULT] or the section."""
+    if where == "--set":
+        return ConfigError(message, file="--set", key=key)
+    section = "DEFAULT" if where == "[DEFAULT]" else name
+    return ConfigError(message, file=cfg.display, section=section, key=key)
 
 
 def load_section(path: Path | str, name: str, overrides: dict[str, str] | None = None) -> Loaded[Section]:
