@@ -52,6 +52,25 @@ keys only of mode = averager:
 """
 
 
+CHECK_CONFIG_DESCRIPTION = """\
+Validate every section of the config file; exit 78 if any is broken.
+
+Checked without connecting to any database: every key's value and the rules between keys
+(durations, binsize/territory on local midnight, seeding), the ~/.my.cnf sections named and the
+target specs. What needs the databases themselves (the columns aggregate_skips and
+aggregate_filter name, refused credentials) is checked when the program starts, before it
+writes anything: exit 78 there too, so supervisord marks it FATAL (a database that does
+not answer is retried: db_retry events).
+
+The ENGINE column (unless --no-connect) is read from each valid scraper's and averager's
+target: the storage engine of its three tables (<T>, <T>Vld, LOCALSEQNO; read only: nothing
+is written, no SQLite file is created): InnoDB or sqlite (one transaction per write),
+"MyISAM (LOCK TABLES)" (any other engine: written under LOCK TABLES, see README), each
+table's engine when they differ (- for one not created yet), "no tables yet" or "no database
+yet" (the daemon creates them InnoDB), "no driver" or "unreachable" (the reason follows
+the table; the exit code does not change)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -62,7 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", metavar="PATH", help="config file (default $SCRAPER_CFG or etc/scraper.cfg)")
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_run, _add_check_config, _add_show, _add_ddl):
+        add(sub)
 
+    # operator commands: gen-ini, status, logs (each module registers its own subparser)
+    from scraperd import logview, status, supervisor
+
+    for module in (supervisor, status, logview):
+        module.register(sub)
+    return p
+
+
+Subparsers = argparse._SubParsersAction  # what add_subparsers() returns; argparse names it no other way
+
+
+def _add_run(sub: Subparsers) -> None:
     run = sub.add_parser("run", help="run one section (scraper, faker or averager) until maxiter or a signal",
                          description="Run one config section in the foreground; supervisord runs this.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,23 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--drop-target", action="store_true",
                      help="averager: drop and recreate the target tables first (refused for offline_db)")
 
+
+def _add_check_config(sub: Subparsers) -> None:
     chk = sub.add_parser("check-config", help="validate every section and print a summary table",
-                         description="Validate every section of the config file; exit 78 if any is broken.\n\n"
-                                     "Checked without connecting to any database: every key's value and the "
-                                     "rules between keys\n(durations, binsize/territory on local midnight, seeding), "
-                                     "the ~/.my.cnf sections named and the\ntarget specs. What needs the databases "
-                                     "themselves (the columns aggregate_skips and\naggregate_filter name, refused "
-                                     "credentials) is checked when the program starts, before it\nwrites anything: "
-                                     "exit 78 there too, so supervisord marks it FATAL (a database that does\nnot "
-                                     "answer is retried: db_retry events).\n\n"
-                                     "The ENGINE column (unless --no-connect) is read from each valid scraper's "
-                                     "and averager's\ntarget: the storage engine of its three tables (<T>, <T>Vld, "
-                                     "LOCALSEQNO; read only: nothing\nis written, no SQLite file is created): InnoDB "
-                                     "or sqlite (one transaction per write),\n\"MyISAM (LOCK TABLES)\" (any other "
-                                     "engine: written under LOCK TABLES, see README), each\ntable's engine when they "
-                                     "differ (- for one not created yet), \"no tables yet\" or \"no database\nyet\" (the "
-                                     "daemon creates them InnoDB), \"no driver\" or \"unreachable\" (the reason "
-                                     "follows\nthe table; the exit code does not change).",
+                         description=CHECK_CONFIG_DESCRIPTION,
                          epilog="examples:\n  scraperd -c etc/scraper.cfg check-config\n"
                                 "  scraperd -c etc/scraper.cfg check-config --no-connect   # connect to nothing",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--no-connect", dest="connect", action="store_false",
                      help="connect to no database: no ENGINE column (the storage engine of each target's tables)")
 
+
+def _add_show(sub: Subparsers) -> None:
     show = sub.add_parser("show", help="print a section's effective settings and where each came from",
                           description="Effective settings of one section: value and origin "
                                       "([section], [DEFAULT], --set or default).",
@@ -107,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[])
     show.add_argument("--json", action="store_true")
 
+
+def _add_ddl(sub: Subparsers) -> None:
     ddl = sub.add_parser("ddl", help="print the CREATE TABLE statements of a target .spec",
                          description="Print the DDL of a DBI table pair (payload, Vld) and LOCALSEQNO.",
                          epilog="example:\n  scraperd ddl DcsAdTemp --dialect mysql",
@@ -114,13 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     ddl.add_argument("spec", help="table or class name (DcsAdTemp, GDcsAdTemp) or a .spec path")
     ddl.add_argument("--dialect", choices=["mysql", "sqlite"], default="mysql")
     ddl.add_argument("--spec-dir", metavar="DIR", help="directory of .spec files (default etc/spec)")
-
-    # operator commands: gen-ini, status, logs (each module registers its own subparser)
-    from scraperd import logview, status, supervisor
-
-    for module in (supervisor, status, logview):
-        module.register(sub)
-    return p
 
 
 # ----------------------------------------------------------------------------------------------------------

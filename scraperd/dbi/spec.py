@@ -97,13 +97,18 @@ def parse_dbtype(text: str) -> DbType | None:
         return None
     base = m["base"].lower()
     args = tuple(int(a) for a in m["args"].split(",")) if m["args"] else ()
-    if base not in DBTYPE_ARGS or len(args) not in DBTYPE_ARGS[base]:
-        return None
-    if base == "decimal" and not (1 <= args[0] <= 65 and (len(args) == 1 or args[1] <= min(args[0], 30))):
-        return None
-    if base in ("char", "varchar") and not 1 <= args[0] <= (255 if base == "char" else 16383):
+    if base not in DBTYPE_ARGS or len(args) not in DBTYPE_ARGS[base] or not _sizes_fit(base, args):
         return None
     return DbType(base, args)
+
+
+def _sizes_fit(base: str, args: tuple[int, ...]) -> bool:
+    """MySQL's limits: decimal(p,s) with p 1..65 and s at most min(p, 30); char(1..255), varchar(1..16383)."""
+    if base == "decimal":
+        return 1 <= args[0] <= 65 and (len(args) == 1 or args[1] <= min(args[0], 30))
+    if base in ("char", "varchar"):
+        return 1 <= args[0] <= (255 if base == "char" else 16383)
+    return True
 
 
 def _known_dbtypes() -> str:
@@ -157,8 +162,17 @@ def _parse(text: str, path: str) -> Spec:
     rows = _rows(text)
     if not rows:
         raise _error("empty spec: expected a 'meta,class,table,...' header, a meta row, ';' and columns", 1)
+    meta, meta_line = _meta(rows)
+    header, header_line = _column_header(rows, meta_line)
+    columns = _columns(rows[4:], header)
+    if not columns:
+        raise _error("no columns under the column header", header_line)
+    return Spec(klass=meta["class"], table=meta["table"], columns=tuple(columns), path=path,
+                meta={k: v for k, v in meta.items() if k != "meta"})
 
-    # The meta header and the one row under it.
+
+def _meta(rows: list[tuple[int, list[str]]]) -> tuple[dict[str, str], int]:
+    """The meta header and the one row under it: the fields by name, and the row's line."""
     line, header = rows[0]
     if header[0].startswith(";") or header[0].lower() != "meta":
         raise _error(f"missing meta row: expected a 'meta,class,table,...' header first, got {','.join(header)!r}",
@@ -173,16 +187,21 @@ def _parse(text: str, path: str) -> Spec:
     line, values = rows[1]
     _fields_count(values, header, line)
     meta = dict(zip(header, values, strict=True))
-    klass, table = meta["class"], meta["table"]
+    _check_names(meta["class"], meta["table"], line)
+    return meta, line
+
+
+def _check_names(klass: str, table: str, line: int) -> None:
     if not _IDENTIFIER.fullmatch(klass):
         raise _error(f"bad class name {klass!r}: expected letters, digits and _", line)
     if not _TABLE.fullmatch(table) or table.lower().endswith("vld") or table.upper() in ("LOCALSEQNO",
                                                                                          "GLOBALSEQNO"):
         raise _error(f"bad table name {table!r}: expected a letter then letters, digits or _ (at most 61), "
                      "not ending in Vld, not LOCALSEQNO/GLOBALSEQNO", line)
-    meta_line = line
 
-    # The ';' line, then the column header.
+
+def _column_header(rows: list[tuple[int, list[str]]], meta_line: int) -> tuple[list[str], int]:
+    """The ';' line, then the column header: its field names (lower case), and its line."""
     if len(rows) < 3:
         raise _error("missing ';' line and column header after the meta row", meta_line)
     line, fields = rows[2]
@@ -201,36 +220,39 @@ def _parse(text: str, path: str) -> Spec:
             raise _error(f"column header lacks {needed!r}", line)
     if len(set(header)) != len(header):
         raise _error("column header repeats a field", line)
-    header_line = line
+    return header, line
 
+
+def _columns(rows: list[tuple[int, list[str]]], header: list[str]) -> list[Column]:
+    """One Column per row under the column header."""
     columns: list[Column] = []
-    seen: dict[str, int] = {}
-    for line, fields in rows[4:]:
+    seen: dict[str, int] = {}  # lower-case name -> its line
+    for line, fields in rows:
         if fields[0].startswith(";"):
             raise _error("a second ';' line: a spec has one column section", line)
         _fields_count(fields, header, line)
         col = dict(zip(header, fields, strict=True))
         name = col["name"]
-        if not name:
-            raise _error("empty column name", line)
-        if not _IDENTIFIER.fullmatch(name) or len(name) > 64:
-            raise _error(f"bad column name {name!r}: expected letters, digits and _ (at most 64)", line)
-        if name.upper() in RESERVED_COLUMNS:
-            raise _error(f"column {name!r} is reserved: every DBI payload table has SEQNO and ROW_COUNTER", line)
-        # MySQL column names are case-insensitive, so 'Temp' and 'temp' collide there.
-        if name.lower() in seen:
-            raise _error(f"duplicate column name {name!r} (first on line {seen[name.lower()]})", line)
+        _check_column_name(name, line, seen)
         seen[name.lower()] = line
         if parse_dbtype(col["dbtype"]) is None:
             raise _error(f"unknown dbtype {col['dbtype']!r} for column {name!r} (known: {_known_dbtypes()})",
                          line)
         columns.append(Column(name=name, codetype=col["codetype"], dbtype=col["dbtype"],
                               description=col["description"], code2db=col.get("code2db", "")))
-    if not columns:
-        raise _error("no columns under the column header", header_line)
+    return columns
 
-    return Spec(klass=klass, table=table, columns=tuple(columns), path=path,
-                meta={k: v for k, v in meta.items() if k != "meta"})
+
+def _check_column_name(name: str, line: int, seen: dict[str, int]) -> None:
+    if not name:
+        raise _error("empty column name", line)
+    if not _IDENTIFIER.fullmatch(name) or len(name) > 64:
+        raise _error(f"bad column name {name!r}: expected letters, digits and _ (at most 64)", line)
+    if name.upper() in RESERVED_COLUMNS:
+        raise _error(f"column {name!r} is reserved: every DBI payload table has SEQNO and ROW_COUNTER", line)
+    # MySQL column names are case-insensitive, so 'Temp' and 'temp' collide there.
+    if name.lower() in seen:
+        raise _error(f"duplicate column name {name!r} (first on line {seen[name.lower()]})", line)
 
 
 def load_spec(path: str | Path) -> Spec:
