@@ -13,14 +13,16 @@ import time
 from typing import Any
 
 from scraperd import averager, config, logsetup
+from scraperd.averager import daemon
+from scraperd.dbi import writer
 
 
 def main() -> None:
     cfg, section, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    averager.BATCH_RECORDS = int(sys.argv[4])
-    averager.BATCH_SECONDS = 3600.0  # batches by size only: the kill point depends on nothing else
+    daemon.BATCH_RECORDS = int(sys.argv[4])
+    daemon.BATCH_SECONDS = 3600.0  # batches by size only: the kill point depends on nothing else
     count = 0
-    write_many = averager.writer.write_many
+    write_many = writer.write_many
 
     def writing(*args: Any, **kw: Any) -> list[int]:
         nonlocal count
@@ -31,7 +33,7 @@ def main() -> None:
             time.sleep(3600)
         return seqnos
 
-    averager.writer.write_many = writing  # type: ignore[assignment]
+    writer.write_many = writing  # type: ignore[assignment]
     logsetup.configure(json=True, stream=sys.stderr)  # stdout carries only PAUSED / DONE
     averager.run(config.load_section(cfg, section), stop=threading.Event())
     print("DONE", flush=True)

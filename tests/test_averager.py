@@ -428,9 +428,9 @@ def test_maxiter_counts_only_cells_whose_records_were_committed(make_db, tmp_pat
     make_source(src)
     for table, table_rows in two_sources(datetime(2011, 2, 1), days=4).items():
         insert(src, table, table_rows)
-    monkeypatch.setattr(averager, "BATCH_SECONDS", 3600.0)
+    monkeypatch.setattr(averager.daemon, "BATCH_SECONDS", 3600.0)
     average(averager_cfg(tmp_path, src, ref, name="ref.cfg"), maxiter=2)
-    real, calls = averager.writer.write_many, []
+    real, calls = writer.write_many, []
 
     def lost_first_time(*args: Any, **kw: Any) -> list[int]:
         calls.append(1)
@@ -438,7 +438,7 @@ def test_maxiter_counts_only_cells_whose_records_were_committed(make_db, tmp_pat
             raise sa.exc.OperationalError("COMMIT", {}, Exception("Lost connection to server during query"))
         return real(*args, **kw)
 
-    monkeypatch.setattr(averager.writer, "write_many", lost_first_time)
+    monkeypatch.setattr(writer, "write_many", lost_first_time)
     events = average(averager_cfg(tmp_path, src, tgt, reconnect_max_wait="1s"), maxiter=2)
     assert events_named(events, "db_retry") and events[-1]["reason"] == "maxiter"
     assert target_rows(tgt.engine, "DcsAdLidSensor") == target_rows(ref.engine, "DcsAdLidSensor")

@@ -1,83 +1,42 @@
-"""The averager: binned historical aggregation of a regime's sources, at database speed.
+"""The averager's shell: connect, reflect, read, write, log, progress; run() is `scraperd run` of an averager.
 
-Every source of the regime is averaged into its own DBI context (SITEMASK/SUBSITE from the table
-name), all of them in one pass over one grid:
-
-    territory       from the bin after the context's last validity record to the start of the bin
-                    holding the source's last row, so only complete bins (a later row exists) are
-                    averaged. An empty context starts after timefloor / seed_timestart (or 1971,
-                    below which DCS dates are junk). Either way it starts at the bin of the first row
-                    the aggregate_filter keeps, so a stretch without any writes nothing and costs
-                    no maxiter.
-    territory bins  `territory` long, aligned on local midnight: one grouped query each (after an
-                    index-only look-up of its ids), grouping the rows into `binsize` bins and
-                    computing every `aggregate` function of every column not in `aggregate_skips`,
-                    the count (`aggregate_count`) and min/max date_time, `aggregate_filter` in the
-                    WHERE clause. The sources' territory bins are taken together, cell by cell of
-                    the territory grid: maxiter > 0 caps the cells of one run; SIGTERM stops
-                    between cells, after writing the finished ones.
-    records         one per group: validity [min, max] date_time in UTC (one second when min = max,
-                    as DBI needs start < end), VERSIONDATE = TIMESTART (averages never overlay each
-                    other), one payload row keyed like the target columns: <column>_<fn>, count.
-
-Order: records are written in (bin, source) order, the source's place in the regime breaking ties
-(AD1 before AD2), as the scraper commits in (sample time, source) order. Every batch is a prefix of
-that order and every source resumes after its own last record, so SEQNOs, not only contents, are
-the same however the work was cut: maxiter, SIGTERM, a kill between batches, a lost connection.
-Each source runs to the end of its own last complete bin; one that is behind never holds the
-others back. Append runs over a growing source therefore equal one full run row for row, SEQNOs
-included, when the sources have grown alike (their last complete bins are the same at each run, as
-when the DCS writes all of them); otherwise only the SEQNO order of the bins where one source was
-ahead differs (`territory` events say where each source ends).
-
-Bins are cut from one grid of naive local time starting at 1970-01-01 00:00, so a binsize that
-divides a day falls on every local midnight (a DST day holds 23 or 25 hours), and a re-run cuts the
-same bins as the first run: N append runs write what one full run writes. A run resumes at the end
-of the bin holding the last record's TIMESTART: its TIMEEND can be the next bin's start (a one-row
-group), its TIMESTART never. (A local time inside a spring-forward gap, which a DST-keeping DCS
-clock never writes, would come back one hour later and resume one bin late.)
-
-Speed: rows never leave the database. Each territory bin is found with `date_time >= :lo AND
-date_time < :hi` on the date_time index, which also gives its span of ids, so the grouped query can
-read that stretch of the primary key in order (see grouped_statement). Up to `workers`
-territory bins are queried at once, taken in order of time, while the main thread writes records in
-batches (dbi.writer.write_many: one transaction, SEQNOs reserved once). The work in Python is one
-dict per group; memory does not grow with the table.
-
-Events: startup and territory (every bin listed) per source, sample per territory bin (the manual's
-SV line: range, groups, state replay), propagate per record (committed in batches),
-progress (no terminal) or a bar on stderr (terminal), shutdown.
-
-Refuses (exit 78): a target none of whose columns is named like an aggregate (the regime's scraper is
-not used: a group is its aggregates); binsize or territory not falling on every local midnight, or
-territory not a whole multiple of binsize (config.AveragerSection, so check-config says so too); an
-aggregate_filter the source rejects (checked by running the grouped query over an empty range at
-start-up); --drop-target on offline_db. Target columns no aggregate fills, or aggregates the target
-has no column for, are an `aggregate_mismatch` warning naming them all: the former are written NULL.
-Unlike the scraper, the averager counts every row of a bin, a repeated date_time too. binsize is
-fixed for a target: to change it, --drop-target or a new target (a last record longer than a bin is
-warned as `binsize_changed`; a larger binsize cannot be told from the records).
-It never seeds a target, and never writes anything but its own records. Its writes are fenced as the
-scraper's (dbi.writer.Fence): a second copy of the section that wrote first turns a batch into a
-`write_conflict` and a fresh start-up from the target, so two copies write what one run writes.
+What to average and in what order is decided in grid.py; the grouped statements are built in queries.py.
 """
 
 from __future__ import annotations
 
-import calendar
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from scraperd import config, lifecycle, logsetup, preflight, retry
+from scraperd.averager.grid import (
+    ONE_SECOND,
+    Unit,
+    bin_floor,
+    cells,
+    in_order,
+    resume_start,
+    territory_bins,
+    validity,
+)
+from scraperd.averager.queries import (
+    COUNT,
+    FIRST,
+    LAST,
+    Columns,
+    grouped_statement,
+    id_span_statement,
+    payload,
+    plan_columns,
+)
 from scraperd.dbi import reader, writer
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, create_tables, drop_tables
@@ -90,152 +49,8 @@ from scraperd.scrape.sampling import to_local, to_utc
 
 log = logsetup.get_logger("scraperd.averager")
 
-GRID_ORIGIN = datetime(1970, 1, 1)  # naive local: every bin and territory bin is cut from this grid
-ONE_SECOND = timedelta(seconds=1)
 BATCH_RECORDS = 250        # records per write_many transaction (small: writes overlap queries); written ...
 BATCH_SECONDS = 5.0        # ... once that many are pending, or this often, after a whole cell
-
-# Result labels that no `<column>_<fn>` key can take (no aggregate function is named like these).
-BIN, FIRST, LAST, COUNT = "averager_bin", "averager_first", "averager_last", "averager_count"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Pure: the grid, the territory, a group's validity and payload, the grouped statement
-
-
-def bin_floor(t: datetime, size: timedelta) -> datetime:
-    """The start of the grid bin of `size` holding t (naive local time)."""
-    return GRID_ORIGIN + ((t - GRID_ORIGIN) // size) * size
-
-
-def territory_bins(start: datetime, end: datetime, territory: timedelta) -> list[tuple[datetime, datetime]]:
-    """[start, end) cut at the territory grid: one (lo, hi) per grouped query."""
-    out: list[tuple[datetime, datetime]] = []
-    if start >= end:
-        return out
-    tb = bin_floor(start, territory)
-    while tb < end:
-        out.append((max(tb, start), min(tb + territory, end)))
-        tb += territory
-    return out
-
-
-def resume_start(last_timestart: datetime, tz: ZoneInfo, binsize: timedelta) -> datetime:
-    """The first bin not yet written: the one after the bin of the last record's TIMESTART (UTC)."""
-    return bin_floor(to_local(last_timestart, tz), binsize) + binsize
-
-
-def validity(first: datetime, last: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """[min, max] date_time of a group in UTC, whole seconds; one second long when min = max."""
-    start = to_utc(first, tz).replace(microsecond=0)
-    end = to_utc(last, tz).replace(microsecond=0)
-    return start, max(end, start + ONE_SECOND)
-
-
-@dataclass(frozen=True)
-class Columns:
-    """What one grouped query computes and how a result row becomes a payload row."""
-
-    pairs: tuple[tuple[str, str], ...]   # (source column, function) whose key is a target column
-    keys: tuple[str, ...]                # their keys, <column>_<fn>: the result labels
-    count_key: str | None                # target column of the count, when the target has one
-    none_value: float | None
-
-
-def plan_columns(spec: aggregate.AggregateSpec, target_columns: Sequence[str]) -> tuple[Columns, list[str], list[str]]:
-    """Columns computed for a target; also the aggregate keys it lacks and its columns nothing fills."""
-    wanted = set(target_columns)
-    pairs = tuple((c, fn) for c in spec.columns for fn in spec.functions if f"{c}_{fn}" in wanted)
-    unused = [k for k in spec.keys() if k not in wanted]
-    filled = {f"{c}_{fn}" for c, fn in pairs} | {spec.count_key}
-    missing = [c for c in target_columns if c not in filled]
-    cols = Columns(pairs=pairs, keys=tuple(f"{c}_{fn}" for c, fn in pairs),
-                   count_key=spec.count_key if spec.count_key in wanted else None, none_value=spec.none_value)
-    return cols, unused, missing
-
-
-def payload(row: Mapping[Any, Any], cols: Columns) -> dict[str, Any]:
-    """The one payload row of a group; None aggregates (all-NULL columns) become aggregate_none if set."""
-    out = {k: row[k] for k in cols.keys}
-    if cols.none_value is not None:
-        out = {k: (cols.none_value if v is None else v) for k, v in out.items()}
-    if cols.count_key is not None:
-        out[cols.count_key] = row[COUNT]
-    return out
-
-
-def bin_index(dialect: str, date_time: sa.ColumnElement[Any], origin: datetime,
-              binsize_s: int) -> sa.ColumnElement[int]:
-    """The bin of date_time counted from origin (a bin start): integer arithmetic on naive times."""
-    size = sa.bindparam("binsize_s", binsize_s, sa.Integer)
-    if dialect == "sqlite":
-        # strftime('%s') reads the stored text as if it were UTC, and so does timegm: naive on both sides
-        seconds = sa.cast(sa.func.strftime("%s", date_time), sa.Integer) - sa.bindparam(
-            "origin_s", calendar.timegm(origin.timetuple()), sa.Integer)
-        return seconds.self_group().op("/", return_type=sa.Integer)(size)  # integers: SQLite truncates
-    seconds = sa.func.timestampdiff(sa.literal_column("SECOND"), sa.bindparam("origin", origin, sa.DateTime),
-                                    date_time, type_=sa.Integer)
-    return seconds.op("DIV", return_type=sa.Integer)(size)
-
-
-def id_span_statement(table: sa.Table, lo: datetime, hi: datetime) -> sa.Select[Any]:
-    """The smallest and largest id of lo <= date_time < hi: read from the date_time index alone."""
-    dt = table.c.date_time
-    return sa.select(sa.func.min(table.c.id), sa.func.max(table.c.id)).where(dt >= lo, dt < hi)
-
-
-def grouped_statement(table: sa.Table, cols: Columns, filter_sql: str | None, dialect: str, origin: datetime,
-                      binsize_s: int, lo: datetime, hi: datetime,
-                      id_span: tuple[int, int] | None = None) -> sa.Select[Any]:
-    """One territory bin: per bin of lo <= date_time < hi, the aggregates, count and min/max date_time.
-
-    id_span, the ids of that date_time range, adds `id BETWEEN` to the same condition: the server
-    may then read that stretch of the primary key in order instead of looking every row up from the
-    date_time index, about 10 % less work per row when ids grow with date_time, as DCS ids do. When
-    they do not, the span is wide and the server's planner keeps the date_time index; the result is
-    the same either way, as the date_time condition decides which rows count.
-    """
-    dt = table.c.date_time
-    q = sa.select(bin_index(dialect, dt, origin, binsize_s).label(BIN),
-                  sa.func.min(dt).label(FIRST), sa.func.max(dt).label(LAST), sa.func.count().label(COUNT),
-                  *(aggregate.call(fn, table.c[c]).label(key) for (c, fn), key in zip(cols.pairs, cols.keys,
-                                                                                        strict=True)))
-    q = q.where(dt >= lo, dt < hi)
-    if id_span is not None:
-        q = q.where(table.c.id.between(*id_span))
-    q = aggregate.filtered(q, filter_sql)
-    return q.group_by(sa.literal_column(BIN)).order_by(sa.literal_column(BIN))
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One source's part of one territory cell: one grouped query, one `sample` event."""
-
-    cell: datetime    # the start of the territory grid cell (local)
-    source: int       # the source's place in the regime: breaks ties in the order
-    n: int            # the territory bin's number among this source's, from 1
-    lo: datetime      # a bin start
-    hi: datetime
-
-
-def cells(bins_per_source: Sequence[Sequence[tuple[datetime, datetime]]],
-          territory: timedelta) -> list[list[Unit]]:
-    """Every source's territory bins, by cell of the territory grid (in time), sources in order within one."""
-    by_cell: dict[datetime, list[Unit]] = {}
-    for source_index, bins in enumerate(bins_per_source):
-        for n, (lo, hi) in enumerate(bins, start=1):
-            cell = bin_floor(lo, territory)
-            by_cell.setdefault(cell, []).append(Unit(cell, source_index, n, lo, hi))
-    return [by_cell[c] for c in sorted(by_cell)]
-
-
-def in_order(results: Sequence[tuple[Unit, Sequence[Mapping[Any, Any]]]],
-             binsize: timedelta) -> list[tuple[Unit, Mapping[Any, Any]]]:
-    """One cell's groups in the order they are written: by bin, then by source."""
-    keyed = [((u.lo + int(g[BIN]) * binsize, u.source), u, g) for u, groups in results for g in groups]
-    keyed.sort(key=lambda k: k[0])  # stable, and no two groups share a key
-    return [(u, g) for _, u, g in keyed]
-
 
 # ----------------------------------------------------------------------------------------------------------
 # The shell
