@@ -21,21 +21,16 @@ resolving them is masked in the output as well).
 from __future__ import annotations
 
 import argparse
-import configparser
 import json
 import os
-import socket
 import sys
-import xmlrpc.client
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
-from supervisor.xmlrpc import SupervisorTransport
 
 from scraperd import config, databases, logview, preflight
 from scraperd.dbi import reader
@@ -44,76 +39,20 @@ from scraperd.dbi.tables import DbiTables, tables_for
 from scraperd.errors import EX_CONFIG, ConfigError, NoDatabaseFile, ScraperdError, error_lines
 from scraperd.regimes.base import Regime
 from scraperd.scrape import sampling, source
-from scraperd.supervisor import ALL, DEFAULT_LOG_DIR, SUPERVISORD_CONF, logfile_for
+from scraperd.supervisor import (
+    ALL,
+    DEFAULT_LOG_DIR,
+    SUPERVISORD_CONF,
+    ProgramState,
+    logfile_for,
+    programs,
+    supervisor_url,
+)
 
 TIME = "%Y-%m-%d %H:%M:%S"
 RECENT = timedelta(hours=1)
 LATE_WINDOW = timedelta(days=1)  # late_row events counted: rare, and worth seeing the morning after
 NOT_RUN = "not run yet"  # an averager's target without a record: a note, not a failure
-RPC_TIMEOUT_S = 5.0
-
-# ----------------------------------------------------------------------------------------------------------
-# supervisord
-
-
-@dataclass(frozen=True)
-class Program:
-    """One program as supervisord reports it."""
-
-    state: str
-    pid: int | None
-    uptime_s: int | None
-    exitstatus: int | None
-    logfile: str | None = None  # where supervisord writes its stdout: the JSON log
-
-
-def supervisor_url(conf: Path) -> tuple[str, str | None, str | None]:
-    """(serverurl, username, password) of supervisorctl as the conf file names them."""
-    here = os.path.dirname(os.path.abspath(conf))
-    parser = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
-    if not parser.read(conf):
-        raise ConfigError("no such supervisord config (use --supervisor-conf PATH)", file=str(conf))
-    expansions = {"here": here, **{f"ENV_{k}": v for k, v in os.environ.items()}}
-
-    def get(section: str, key: str) -> str | None:
-        if not parser.has_option(section, key):
-            return None
-        try:
-            return parser.get(section, key) % expansions
-        except (KeyError, ValueError, TypeError):
-            raise ConfigError("cannot expand this value", file=str(conf), section=section, key=key) from None
-
-    url = get("supervisorctl", "serverurl")
-    if not url:
-        sock = get("unix_http_server", "file")
-        if not sock:
-            raise ConfigError("names no [supervisorctl] serverurl nor [unix_http_server] file", file=str(conf))
-        url = f"unix://{sock}"
-    if url.startswith("unix://"):
-        url = "unix://" + os.path.normpath(url[len("unix://"):])
-    return url, get("supervisorctl", "username"), get("supervisorctl", "password")
-
-
-def programs(conf: Path) -> dict[str, Program] | None:
-    """Every program supervisord runs, by name; None when it does not answer."""
-    url, user, password = supervisor_url(conf)
-    proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(user, password, url))
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(RPC_TIMEOUT_S)  # its unix-socket connection takes no timeout of its own
-    try:
-        infos: list[dict[str, Any]] = proxy.supervisor.getAllProcessInfo()  # type: ignore[assignment]
-    except (OSError, xmlrpc.client.Error):
-        return None
-    finally:
-        socket.setdefaulttimeout(previous)
-    out = {}
-    for info in infos:
-        running = info["statename"] == "RUNNING"
-        out[info["name"]] = Program(state=info["statename"], pid=info["pid"] or None,
-                                    uptime_s=int(info["now"] - info["start"]) if running else None,
-                                    exitstatus=info.get("exitstatus"), logfile=info.get("stdout_logfile") or None)
-    return out
-
 
 # ----------------------------------------------------------------------------------------------------------
 # databases: read-only, one engine per database per run
@@ -286,7 +225,7 @@ def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> dict
     return {"sources": rows}
 
 
-def count_late(entry: dict[str, Any], proc: Program | None, logdir: Path | None, now: datetime) -> None:
+def count_late(entry: dict[str, Any], proc: ProgramState | None, logdir: Path | None, now: datetime) -> None:
     """late_rows_24h of a scraper's source rows, from its log file: the one named by --logdir, else
     the one supervisord writes, else var/log/<section>.log. None, and entry["log"]["error"] saying
     why, when the file cannot be read: never a 0 that was not counted."""

@@ -28,9 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from supervisor.xmlrpc import SupervisorTransport
-
-from scraperd import cli, status
+from scraperd import cli, supervisor
 from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,8 +75,7 @@ class Supervisor:
         return self.logdir / "supervisord.log"
 
     def rpc(self) -> Any:
-        url, _, _ = status.supervisor_url(self.conf)
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport(None, None, url))
+        return supervisor.proxy(self.conf)
 
     def answering(self) -> bool:
         try:

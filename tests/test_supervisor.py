@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from supervisor.datatypes import RestartWhenExitUnexpected
 from supervisor.options import ServerOptions, UnhosedConfigParser
 
-from scraperd import status, supervisor
+from scraperd import supervisor
 from scraperd.dbi import spec as specmod
 from scraperd.dbi.tables import tables_for
 from tests.conftest import MYSQL_HOST, MYSQL_PORT, wait_until
@@ -367,7 +367,7 @@ def test_broken_section_goes_fatal_after_startretries_not_a_restart_storm(tmp_pa
 
 
 def test_shipped_supervisord_conf_anchors_every_path_on_its_own_directory():
-    serverurl, _user, _password = status.supervisor_url(supervisor.SUPERVISORD_CONF)
+    serverurl, _user, _password = supervisor.supervisor_url(supervisor.SUPERVISORD_CONF)
     assert serverurl == f"unix://{REPO / 'var' / 'run' / 'supervisor.sock'}"
     raw = configparser.RawConfigParser(inline_comment_prefixes=(";",))
     raw.read(supervisor.SUPERVISORD_CONF)
