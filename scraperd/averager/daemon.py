@@ -1,6 +1,8 @@
 """The averager's shell: connect, reflect, read, write, log, progress; run() is `scraperd run` of an averager.
 
 What to average and in what order is decided in grid.py; the grouped statements are built in queries.py.
+start() rebuilds a Running from the databases (first start, reconnect, write conflict alike); what
+must outlive it (counters, the progress bar, what was already warned or dropped) is the Averager's.
 """
 
 from __future__ import annotations
@@ -8,25 +10,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from scraperd import config, lifecycle, logsetup, preflight, retry
-from scraperd.averager.grid import (
-    ONE_SECOND,
-    Unit,
-    bin_floor,
-    cells,
-    in_order,
-    resume_start,
-    territory_bins,
-    validity,
-)
+from scraperd.averager import grid
+from scraperd.averager.grid import Unit, cells, in_order, validity
 from scraperd.averager.queries import (
     COUNT,
     FIRST,
@@ -41,19 +35,13 @@ from scraperd.dbi import reader, writer
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, create_tables, drop_tables
 from scraperd.dbi.writer import Fence, Record
-from scraperd.errors import ConfigError
 from scraperd.progress import Progress
-from scraperd.regimes.base import Regime
 from scraperd.scrape import aggregate, source
-from scraperd.scrape.sampling import to_local, to_utc
 
 log = logsetup.get_logger("scraperd.averager")
 
 BATCH_RECORDS = 250        # records per write_many transaction (small: writes overlap queries); written ...
 BATCH_SECONDS = 5.0        # ... once that many are pending, or this often, after a whole cell
-
-# ----------------------------------------------------------------------------------------------------------
-# The shell
 
 
 @dataclass
@@ -63,7 +51,7 @@ class Plan:
     table: source.SourceTable
     context: Context
     floor: datetime                              # rows before it are never averaged (local)
-    bins: list[tuple[datetime, datetime]]        # its territory bins, cut at the territory grid
+    bins: Sequence[tuple[datetime, datetime]]    # its territory bins, cut at the territory grid
     fence: Fence                                 # the context's last record, as this process knows it
 
     @property
@@ -71,15 +59,67 @@ class Plan:
         return self.table.source.name
 
 
+@dataclass(frozen=True)
+class Running:
+    """What start() found in the databases and loop() works on; the next start() builds a new one."""
+
+    tables: DbiTables               # the target's tables, as create_tables found them
+    columns: Columns                # what every grouped query computes
+    filter: str | None              # aggregate_filter, as resolved against the source
+    plans: list[Plan]               # one per source, in the regime's order (their fences move on every write)
+    cells: list[list[Unit]]         # all the sources' territory bins, cell by cell of the territory grid
+
+
+@dataclass
+class Pending:
+    """Records not yet written, and the cells they finish: those count for maxiter once committed."""
+
+    records: list[tuple[Plan, Record]] = field(default_factory=list)
+    cells: int = 0
+    since: float = field(default_factory=time.monotonic)   # the last commit after a cell
+
+    def due(self) -> bool:
+        """After a cell: enough records, long enough, or none at all (the cell still counts)."""
+        return (len(self.records) >= BATCH_RECORDS or time.monotonic() - self.since >= BATCH_SECONDS
+                or not self.records)
+
+
+class Queries:
+    """The units' grouped queries on a pool, in order, two per worker ahead: a worker has its next query
+    while the main thread writes. Leaving it cancels what has not started and waits for the rest."""
+
+    def __init__(self, workers: int, query: Callable[[Unit], list[sa.RowMapping]], units: Iterable[Unit]) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="averager")
+        self.ahead, self.query, self.units = 2 * workers, query, iter(units)
+        self.inflight: deque[tuple[Unit, Future[list[sa.RowMapping]]]] = deque()
+        self._submit()
+
+    def _submit(self) -> None:
+        while len(self.inflight) < self.ahead and (u := next(self.units, None)) is not None:
+            self.inflight.append((u, self.pool.submit(self.query, u)))
+
+    def next(self) -> tuple[Unit, list[sa.RowMapping]]:
+        """The next unit and its groups (waits for its query)."""
+        unit, fut = self.inflight.popleft()
+        groups = fut.result()
+        self._submit()
+        return unit, groups
+
+    def __enter__(self) -> Queries:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class Averager:
     """One averager section at work."""
 
-    def __init__(self, loaded: config.Loaded, stop: threading.Event, *, drop_target: bool = False) -> None:
+    def __init__(self, loaded: config.Loaded[config.AveragerSection], stop: threading.Event, *,
+                 drop_target: bool = False) -> None:
         s = loaded.settings
-        assert isinstance(s, config.AveragerSection)
         self.loaded, self.s, self.stop = loaded, s, stop
         self.binsize_s = int(s.binsize.total_seconds())  # whole seconds: config.AveragerSection checks
-        self.regime_cls: type[Regime] = config.load_regime(s.regime)
         self.target_url, self.target, self.spec = preflight.open_target(loaded)
         self.drop_target = drop_target
         if drop_target:
@@ -87,32 +127,28 @@ class Averager:
             preflight.refuse_protected(self.target_url, loaded, "dropping the target tables", "target")
         _, self.source_engine = preflight.open_source(loaded, readonly=True)
         self.dialect = self.source_engine.dialect.name
-        self.workers = 1 if self.dialect == "sqlite" else self.s.workers
-        self.dropped = False
-        self.tables: DbiTables | None = None
-        self.cols: Columns | None = None
-        self.filter: str | None = None
-        self.plans: list[Plan] = []
-        self.cells: list[list[Unit]] = []
+        self.workers = 1 if self.dialect == "sqlite" else s.workers
+        # what outlives a reconnect
+        self.dropped = False                     # --drop-target: once per process, not per start-up
+        self.found: DbiTables | None = None      # the last start-up's tables: create_tables warns once
         self.cells_done = 0                      # over the whole run, reconnects included: maxiter counts these
         self.bins_done = 0                       # territory bins (grouped queries) done
         self.records = 0
-        self.progress: Progress | None = None
+        self.progress = Progress(0)              # every start-up counts its own grouped queries
 
     # ------------------------------------------------------------------------------------------------------
     # start-up: the one path for start, restart and reconnect
 
-    def start(self) -> None:
+    def start(self) -> Running:
         s = self.s
         # the source first: a section that cannot work fails before the target is touched
         with retry.side("source"), self.source_engine.connect() as conn:
-            tables = [source.reflect(conn, src) for src in self.regime_cls.sources]
-            spec = aggregate.resolve(tables[0].main, s.aggregate, s.aggregate_skips, s.aggregate_count,
+            sources = [source.reflect(conn, src) for src in s.regime_cls.sources]
+            spec = aggregate.resolve(sources[0].main, s.aggregate, s.aggregate_skips, s.aggregate_count,
                                      s.aggregate_filter, s.aggregate_none)
-            self.cols = self._columns(spec)
-            self.filter = spec.filter
-            self._check_filter(conn, tables)
-            for st in tables:
+            columns = self._columns(spec)
+            self._check_filter(conn, sources, columns, spec.filter)
+            for st in sources:
                 source.warn_bad_dates(conn, st, source.horizon(s.source_tz), log)
         if self.drop_target and not self.dropped:
             with retry.side("target"):
@@ -120,133 +156,108 @@ class Averager:
             self.dropped = True  # once per process: a reconnect must not drop what this run wrote
             log.info("drop_target", table=self.spec.table)
         with retry.side("target"):
-            self.tables = create_tables(self.target, self.spec, previous=self.tables)  # warns once, not per restart
-        self.plans = [self._plan(st) for st in tables]
-        self.cells = cells([p.bins for p in self.plans], s.territory)
-        if self.progress is not None:
-            self.progress.close()
-        self.progress = Progress(sum(len(c) for c in self._todo()))  # grouped queries of this run
+            tables = self.found = create_tables(self.target, self.spec, previous=self.found)
+        plans = [self._plan(tables, spec.filter, st) for st in sources]
+        run = Running(tables, columns, spec.filter, plans, cells([p.bins for p in plans], s.territory))
+        self.progress.close()
+        self.progress = Progress(sum(len(c) for c in self._todo(run)))  # grouped queries of this run
+        return run
 
     def _columns(self, spec: aggregate.AggregateSpec) -> Columns:
         cols, unused, missing = plan_columns(spec, preflight.target_columns(self.spec))
         if not cols.pairs:
-            raise ConfigError(f"none of the aggregate keys ({', '.join(spec.keys()[:4])}, ...) is a column of "
-                              f"{self.spec.table}: the averager writes <column>_<fn> columns",
-                              file=self.loaded.file.display, section=self.loaded.name, key="aggregate")
+            raise self.loaded.error("aggregate", f"none of the aggregate keys ({', '.join(spec.keys()[:4])}, ...) "
+                                    f"is a column of {self.spec.table}: the averager writes <column>_<fn> columns")
         if unused or missing:
             log.warning("aggregate_mismatch", target=self.spec.table, unused=unused, missing=missing,
                         action="unused keys are not computed; missing columns are written as NULL")
         return cols
 
-    def _check_filter(self, conn: sa.Connection, tables: list[source.SourceTable]) -> None:
+    def _check_filter(self, conn: sa.Connection, sources: list[source.SourceTable], columns: Columns,
+                      filter_sql: str | None) -> None:
         """Run the grouped query once over an empty range: a bad filter fails now, as a config error."""
-        assert self.cols is not None
         t0 = source.CHECK_TIME
         with source.filter_errors():
-            for st in tables:
-                conn.execute(grouped_statement(st.main, self.cols, self.filter, self.dialect, t0, self.binsize_s,
+            for st in sources:
+                conn.execute(grouped_statement(st.main, columns, filter_sql, self.dialect, t0, self.binsize_s,
                                                t0, t0, id_span=(0, 0))).all()
 
-    def _plan(self, st: source.SourceTable) -> Plan:
-        s, tz = self.s, self.s.source_tz
-        assert self.tables is not None
+    def _plan(self, tables: DbiTables, filter_sql: str | None, st: source.SourceTable) -> Plan:
+        """One source's territory, from its context's last record and the source's first and last rows."""
+        s = self.s
         ctx = preflight.context_for(st.source, s)
-        timefloor = to_utc(s.timefloor, tz) if s.timefloor else None
         with retry.side("target"):
-            seen = reader.max_seqno(self.target, self.tables)  # before the last record: see writer.Fence
-            last = reader.last_validity(self.target, self.tables, ctx, timefloor=timefloor)
-        floor = max(source.EPOCH_GUARD, s.timefloor or source.EPOCH_GUARD)
-        if last is None and s.seed_timestart:
-            floor = max(floor, s.seed_timestart)
+            seen = reader.max_seqno(self.target, tables)  # before the last record: see writer.Fence
+            last = reader.last_validity(self.target, tables, ctx, timefloor=s.timefloor_utc)
+        resume = grid.resume(last, s.timefloor, s.seed_timestart, s.source_tz, s.binsize)
         with retry.side("source"), self.source_engine.connect() as conn:
-            head = source.head(conn, st, source.horizon(tz))
-            resumed = floor
-            if last is not None:
-                resumed = max(resume_start(last.timestart, tz, s.binsize), floor)
-                if to_local(last.timeend - ONE_SECOND, tz) >= resumed:
-                    log.warning("binsize_changed", source=st.source.name, seqno=last.seqno,
-                                timestart=self._fmt(last.timestart), timeend=self._fmt(last.timeend),
-                                binsize=config.format_value(s.binsize),
-                                action="the last record spans more than one bin of this binsize; appending "
-                                       "anyway (run with --drop-target, or a new target, to change binsize)")
+            head = source.head(conn, st, source.horizon(s.source_tz))
+            if resume.spans_bins and last is not None:
+                self._binsize_changed(st, last)
             # from the bin of the first row that counts: a stretch without any (the DCS down, or every
             # row filtered out) writes nothing, and must not use up maxiter run after run
-            first = source.first_row_time(conn, st, resumed, self.filter)
-        start = bin_floor(first, s.binsize) if first is not None else None
-        # the bin holding the last row is incomplete: rows may still arrive in it
-        end = bin_floor(head, s.binsize) if head is not None else None
-        bins = territory_bins(start, end, s.territory) if start is not None and end is not None else []
+            first = source.first_row_time(conn, st, resume.at, filter_sql)
+        territory = grid.territory(first, head, s.binsize, s.territory)
+        bins, fmt = territory.bins, s.fmt
         log.info("startup", source=st.source.name, **ctx.fields(), seqno=last.seqno if last else None,
-                 resume=self._fmt(start), head=self._fmt(head), target=self.spec.table)
-        log.info("territory", source=st.source.name, count=len(bins),
-                 bins=[[self._fmt(a), self._fmt(b)] for a, b in bins],
-                 first=[self._fmt(t) for t in bins[0]] if bins else None,
-                 last=[self._fmt(t) for t in bins[-1]] if bins else None)
-        return Plan(table=st, context=ctx, floor=floor, bins=bins,
+                 resume=fmt(territory.start), head=fmt(head), target=self.spec.table)
+        log.info("territory", source=st.source.name, count=len(bins), bins=[[fmt(a), fmt(b)] for a, b in bins],
+                 first=[fmt(t) for t in bins[0]] if bins else None,
+                 last=[fmt(t) for t in bins[-1]] if bins else None)
+        return Plan(table=st, context=ctx, floor=resume.floor, bins=bins,
                     fence=Fence(ctx, last.seqno if last else None, seen))
+
+    def _binsize_changed(self, st: source.SourceTable, last: reader.VldRow) -> None:
+        s = self.s
+        log.warning("binsize_changed", source=st.source.name, seqno=last.seqno,
+                    timestart=s.fmt(last.timestart), timeend=s.fmt(last.timeend),
+                    binsize=config.format_value(s.binsize),
+                    action="the last record spans more than one bin of this binsize; appending "
+                           "anyway (run with --drop-target, or a new target, to change binsize)")
 
     # ------------------------------------------------------------------------------------------------------
     # the replay
 
-    def _todo(self) -> list[list[Unit]]:
+    def _todo(self, run: Running) -> list[list[Unit]]:
         """The cells this run still does: all of them, or what maxiter leaves."""
         if not self.s.maxiter:
-            return self.cells
-        return self.cells[:max(self.s.maxiter - self.cells_done, 0)]
+            return run.cells
+        return run.cells[:max(self.s.maxiter - self.cells_done, 0)]
 
-    def loop(self, run: None = None) -> str:
+    def loop(self, run: Running) -> str:
         """Query the cells' territory bins (a few at once, in order), write their records in batches.
 
         Returns why it ended: done, maxiter or the signal. A cell's records are written only once all
         of its queries are in, so a stop never leaves one source's part of a cell without the other's.
         """
-        todo = self._todo()
-        units = iter([u for cell in todo for u in cell])
-        pending: list[tuple[Plan, Record]] = []
-        flushed_at = time.monotonic()
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="averager")
-        inflight: deque[tuple[Unit, Future[list[sa.RowMapping]]]] = deque()
-
-        def submit() -> None:
-            # two per worker: a worker has its next query while the main thread writes
-            while len(inflight) < 2 * self.workers and (u := next(units, None)) is not None:
-                inflight.append((u, pool.submit(self._query, self.plans[u.source], u.lo, u.hi)))
-
-        queued = 0  # cells whose records are pending: they count for maxiter once committed
-
-        def flush() -> None:
-            nonlocal queued
-            self._flush(pending)
-            self.cells_done += queued  # all committed: a lost connection raised before this line
-            queued = 0
-
-        try:
-            submit()
+        todo = self._todo(run)
+        pending = Pending()
+        with Queries(self.workers, lambda u: self._query(run, u), (u for cell in todo for u in cell)) as queries:
             for cell in todo:
                 if self.stop.is_set():
-                    flush()
+                    self._commit(run, pending)
                     return lifecycle.signal_name(self.stop)
-                results = []
-                for _ in cell:
-                    unit, fut = inflight.popleft()
-                    groups = fut.result()
-                    submit()
-                    self._sampled(unit, groups)
-                    results.append((unit, groups))
-                pending.extend((self.plans[u.source], self._record(self.plans[u.source], g))
-                               for u, g in in_order(results, self.s.binsize))
-                queued += 1
-                if len(pending) >= BATCH_RECORDS or time.monotonic() - flushed_at >= BATCH_SECONDS or not pending:
-                    flush()
-                    flushed_at = time.monotonic()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        flush()
-        return "maxiter" if len(todo) < len(self.cells) else "done"
+                pending.records.extend(self._cell(run, queries, len(cell)))
+                pending.cells += 1
+                if pending.due():
+                    self._commit(run, pending)
+                    pending.since = time.monotonic()
+        self._commit(run, pending)
+        return "maxiter" if len(todo) < len(run.cells) else "done"
 
-    def _query(self, plan: Plan, lo: datetime, hi: datetime) -> list[sa.RowMapping]:
+    def _cell(self, run: Running, queries: Queries, units: int) -> list[tuple[Plan, Record]]:
+        """One cell's queries in (each one sampled), and its records in (bin, source) order."""
+        results = []
+        for _ in range(units):
+            unit, groups = queries.next()
+            self._sampled(run.plans[unit.source], unit, groups)
+            results.append((unit, groups))
+        return [(run.plans[u.source], self._record(run, run.plans[u.source], g))
+                for u, g in in_order(results, self.s.binsize)]
+
+    def _query(self, run: Running, unit: Unit) -> list[sa.RowMapping]:
         """One territory bin's groups (run in a worker thread, on a connection of its own)."""
-        assert self.cols is not None
+        plan, lo, hi = run.plans[unit.source], unit.lo, unit.hi
         table = plan.table.main
         rows_from = max(lo, plan.floor)  # lo is a bin start; the row floor may lie inside the first bin
         # Both statements run in one transaction, so on InnoDB they read one snapshot.
@@ -254,56 +265,57 @@ class Averager:
             first_id, last_id = conn.execute(id_span_statement(table, rows_from, hi)).one()
             if first_id is None:
                 return []  # no rows at all: the grouped query is not needed
-            stmt = grouped_statement(table, self.cols, self.filter, self.dialect, lo, self.binsize_s, rows_from, hi,
+            stmt = grouped_statement(table, run.columns, run.filter, self.dialect, lo, self.binsize_s, rows_from, hi,
                                      id_span=(first_id, last_id))
             return list(conn.execute(stmt).mappings())
 
-    def _sampled(self, unit: Unit, groups: Sequence[Mapping[Any, Any]]) -> None:
+    def _sampled(self, plan: Plan, unit: Unit, groups: Sequence[Mapping[Any, Any]]) -> None:
         """The manual's SV line for one territory bin, and the progress."""
         rows = sum(int(g[COUNT]) for g in groups)
         self.bins_done += 1
         if self.s.log_samples:
-            log.info("sample", source=self.plans[unit.source].name, n=unit.n, tcursor=self._fmt(unit.lo),
-                     fullness="full", range=[self._fmt(unit.lo), self._fmt(unit.hi)], groups=len(groups),
-                     rows=rows, state="replay", proceed=bool(groups))
-        assert self.progress is not None
+            fmt = self.s.fmt
+            log.info("sample", source=plan.name, n=unit.n, tcursor=fmt(unit.lo), fullness="full",
+                     range=[fmt(unit.lo), fmt(unit.hi)], groups=len(groups), rows=rows, state="replay",
+                     proceed=bool(groups))
         self.progress.advance(rows)
 
-    def _record(self, plan: Plan, group: Mapping[Any, Any]) -> Record:
-        assert self.cols is not None
+    def _record(self, run: Running, plan: Plan, group: Mapping[Any, Any]) -> Record:
         start, end = validity(group[FIRST], group[LAST], self.s.source_tz)
         # the averager's records never overlap, so none overlays another: VERSIONDATE is TIMESTART
-        return Record(start, end, plan.context, [payload(group, self.cols)], versiondate=start)
+        return Record(start, end, plan.context, [payload(group, run.columns)], versiondate=start)
 
-    def _flush(self, pending: list[tuple[Plan, Record]]) -> None:
+    def _commit(self, run: Running, pending: Pending) -> None:
+        """Write the pending records; then, all committed, their cells count (a lost connection raised)."""
+        self._flush(run, pending.records)
+        self.cells_done += pending.cells
+        pending.cells = 0
+
+    def _flush(self, run: Running, pending: list[tuple[Plan, Record]]) -> None:
         """Write the pending records in their order, BATCH_RECORDS per transaction (and forget them)."""
-        assert self.tables is not None
         # the scraper's propagate event; when a person watches the events and the bar on a terminal,
         # at debug level (a full history is tens of thousands of them; log files get them all)
-        emit = log.debug if logsetup.for_people() and self.progress is not None and self.progress.tty else log.info
+        emit = log.debug if logsetup.for_people() and self.progress.tty else log.info
+        fmt = self.s.fmt
         while pending:
             batch = pending[:BATCH_RECORDS]
             records = [rec for _, rec in batch]
             with retry.side("target"):  # fenced: a second copy of the section that wrote first makes this a no-op
-                seqnos = writer.write_many(self.target, self.tables, records, [p.fence for p in self.plans])
+                seqnos = writer.write_many(self.target, run.tables, records, [p.fence for p in run.plans])
             del pending[:len(batch)]
             self.records += len(batch)
-            for p in self.plans:
+            for p in run.plans:
                 p.fence = p.fence.after(records, seqnos)
             for seqno, (plan, rec) in zip(seqnos, batch, strict=True):
                 emit("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
-                     timestart=self._fmt(rec.timestart), timeend=self._fmt(rec.timeend),
+                     timestart=fmt(rec.timestart), timeend=fmt(rec.timeend),
                      sitemask=plan.context.sitemask, subsite=plan.context.subsite)
-
-    def _fmt(self, t: datetime | None) -> str | None:
-        return t.strftime(self.s.timeformat) if t is not None else None
 
     def counts(self) -> dict[str, int]:
         return {"bins": self.bins_done, "cells": self.cells_done, "records": self.records}
 
     def close(self) -> None:
-        if self.progress is not None:
-            self.progress.close()
+        self.progress.close()
         self.target.dispose()
         self.source_engine.dispose()
 

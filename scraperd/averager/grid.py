@@ -9,11 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from scraperd.averager.queries import BIN
 from scraperd.scrape.sampling import to_local, to_utc
+from scraperd.scrape.source import EPOCH_GUARD
+
+if TYPE_CHECKING:
+    from scraperd.dbi.reader import VldRow
 
 GRID_ORIGIN = datetime(1970, 1, 1)  # naive local: every bin and territory bin is cut from this grid
 ONE_SECOND = timedelta(seconds=1)
@@ -46,6 +50,43 @@ def validity(first: datetime, last: datetime, tz: ZoneInfo) -> tuple[datetime, d
     start = to_utc(first, tz).replace(microsecond=0)
     end = to_utc(last, tz).replace(microsecond=0)
     return start, max(end, start + ONE_SECOND)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where one source's averaging picks up: after its context's last record, else at the floor."""
+
+    floor: datetime       # rows before it are never averaged (local): 1971, timefloor, seed_timestart
+    at: datetime          # the territory starts at the bin of the first row at or after it that counts
+    spans_bins: bool      # the last record is longer than one bin: written with a larger binsize
+
+
+def resume(last: VldRow | None, timefloor: datetime | None, seed_timestart: datetime | None, tz: ZoneInfo,
+           binsize: timedelta) -> Resume:
+    """Where to resume after the last record (UTC), or from timefloor / seed_timestart / 1971 without one."""
+    floor = max(EPOCH_GUARD, timefloor or EPOCH_GUARD)
+    if last is None:
+        floor = max(floor, seed_timestart) if seed_timestart is not None else floor
+        return Resume(floor, floor, spans_bins=False)
+    at = max(resume_start(last.timestart, tz, binsize), floor)
+    return Resume(floor, at, spans_bins=to_local(last.timeend - ONE_SECOND, tz) >= at)
+
+
+@dataclass(frozen=True)
+class Territory:
+    """One source's territory in this run: its complete bins, cut at the territory grid."""
+
+    start: datetime | None                         # the bin of the first row that counts (local)
+    bins: tuple[tuple[datetime, datetime], ...]    # (lo, hi): one grouped query each
+
+
+def territory(first: datetime | None, head: datetime | None, binsize: timedelta, size: timedelta) -> Territory:
+    """From the bin of the first row that counts to the bin holding the source's last row (head), which
+    is left out: rows may still arrive in it."""
+    start = bin_floor(first, binsize) if first is not None else None
+    end = bin_floor(head, binsize) if head is not None else None
+    bins = territory_bins(start, end, size) if start is not None and end is not None else []
+    return Territory(start, tuple(bins))
 
 
 @dataclass(frozen=True)

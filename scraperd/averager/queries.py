@@ -33,11 +33,12 @@ def plan_columns(spec: aggregate.AggregateSpec, target_columns: Sequence[str]) -
     """Columns computed for a target; also the aggregate keys it lacks and its columns nothing fills."""
     wanted = set(target_columns)
     pairs = tuple((c, fn) for c in spec.columns for fn in spec.functions if f"{c}_{fn}" in wanted)
+    keys = tuple(f"{c}_{fn}" for c, fn in pairs)
+    cols = Columns(pairs=pairs, keys=keys, count_key=spec.count_key if spec.count_key in wanted else None,
+                   none_value=spec.none_value)
     unused = [k for k in spec.keys() if k not in wanted]
-    filled = {f"{c}_{fn}" for c, fn in pairs} | {spec.count_key}
+    filled = {*keys, spec.count_key}
     missing = [c for c in target_columns if c not in filled]
-    cols = Columns(pairs=pairs, keys=tuple(f"{c}_{fn}" for c, fn in pairs),
-                   count_key=spec.count_key if spec.count_key in wanted else None, none_value=spec.none_value)
     return cols, unused, missing
 
 
