@@ -173,13 +173,13 @@ def test_an_averager_whose_target_another_copy_filled_writes_nothing_twice(make_
     late = averager.Averager(config.load_section(cfg, "avg"), threading.Event())
     with structlog.testing.capture_logs():
         try:
-            late.start()  # planned from an empty target ...
-            assert sum(len(p.bins) for p in late.plans) > 0
+            run = late.start()  # planned from an empty target ...
+            assert sum(len(p.bins) for p in run.plans) > 0
             run_section(cfg, "avg")  # ... which another copy then fills
             with pytest.raises(WriteConflict):
-                late.loop()
-            late.start()  # resumed from the target, as lifecycle does after a conflict: nothing left to do
-            assert late.loop() == "done"
+                late.loop(run)
+            # resumed from the target, as lifecycle does after a conflict: nothing left to do
+            assert late.loop(late.start()) == "done"
         finally:
             late.close()
     assert target_rows(tgt.engine, "DcsAdLidSensor") == target_rows(ref.engine, "DcsAdLidSensor")
