@@ -1,7 +1,6 @@
 """The averager: binned historical aggregation of a regime's sources, at database speed.
 
-Rooms: grid.py (pure) cuts the territory and orders the bins, queries.py builds the grouped SQL,
-daemon.py is the shell that runs them (connect, read, write, log) and run().
+Modules: grid.py the territory grid and bin planner (pure), queries.py the grouped SQL, daemon.py the shell.
 
 Every source of the regime is averaged into its own DBI context (SITEMASK/SUBSITE from the table
 name), all of them in one pass over one grid:
