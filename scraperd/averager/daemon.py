@@ -296,7 +296,6 @@ class Averager:
         # the scraper's propagate event; when a person watches the events and the bar on a terminal,
         # at debug level (a full history is tens of thousands of them; log files get them all)
         emit = log.debug if logsetup.for_people() and self.progress.tty else log.info
-        fmt = self.s.fmt
         while pending:
             batch = pending[:BATCH_RECORDS]
             records = [rec for _, rec in batch]
@@ -307,9 +306,7 @@ class Averager:
             for p in run.plans:
                 p.fence = p.fence.after(records, seqnos)
             for seqno, (plan, rec) in zip(seqnos, batch, strict=True):
-                emit("propagate", source=plan.name, seqno=seqno, rows=len(rec.rows),
-                     timestart=fmt(rec.timestart), timeend=fmt(rec.timeend),
-                     sitemask=plan.context.sitemask, subsite=plan.context.subsite)
+                emit("propagate", source=plan.name, seqno=seqno, **rec.fields(self.s.fmt))
 
     def counts(self) -> dict[str, int]:
         return {"bins": self.bins_done, "cells": self.cells_done, "records": self.records}
