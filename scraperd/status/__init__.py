@@ -1,7 +1,7 @@
 """`scraperd status`: the fleet in one table — supervisord's view of every program, and per source
 context how far the target is behind its source.
 
-    SECTION         MODE     STATE    UPTIME   SOURCE         SEQNO  TIMESTART(UTC)       INSERTDATE(UTC)      HEAD(LOCAL)          LAG      HB    PROP/1H  LATE/24H  NOTE
+    SECTION         MODE     STATE    UPTIME   SOURCE         SEQNO  TIMESTART(UTC)       INSERTDATE(UTC)      HEAD(local)          LAG      HB    PROP/1H  LATE/24H  NOTE
     adtemp_scraper  scraper  RUNNING  0:12:03  DBNS_SAB_Temp  412    2011-02-01 01:10:00  2026-05-09 07:35:25  2011-02-01 09:10:30  0:00:20  2.0   6        0
 
 Per context of a scraper or averager: the last validity record (dbi.reader.last_validity, the one a
@@ -83,6 +83,7 @@ committed after it had read past their date_time, which it never reads but a reb
 its log file (and the rotated ones before it): the file supervisord names for the program, else
 var/log/<section>.log, or in --logdir; "-" when the file cannot be read, with the reason below the
 table. STATE is supervisord's ("-" when it does not answer, "absent" when it has no such program).
+A time column's header names its zone: (UTC) as DBI holds it, (local) the section's source_tz.
 Exit 1 when a scraper lags more than its status_maxlag or cannot be read, 78 on a broken section;
 an averager whose target has no record yet (it is run by hand, now and then) is noted "not run
 yet", not failing. Late rows never change the exit code.

@@ -18,7 +18,7 @@ TIME = "%Y-%m-%d %H:%M:%S"
 # column -> header; a time column's header names its zone (DBI is UTC, the source's head local)
 COLUMNS = {"section": "SECTION", "mode": "MODE", "state": "STATE", "uptime": "UPTIME", "source": "SOURCE",
            "seqno": "SEQNO", "timestart": "TIMESTART(UTC)", "insertdate": "INSERTDATE(UTC)",
-           "head": "HEAD(LOCAL)", "lag": "LAG", "hb": "HB", "prop/1h": "PROP/1H", "late/24h": "LATE/24H",
+           "head": "HEAD(local)", "lag": "LAG", "hb": "HB", "prop/1h": "PROP/1H", "late/24h": "LATE/24H",
            "note": "NOTE"}
 NOT_FAKERS = ("seqno", "timestart", "insertdate", "lag", "hb", "prop/1h")  # a faker writes no record
 
