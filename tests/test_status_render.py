@@ -7,17 +7,11 @@ import json
 from datetime import datetime
 
 from scraperd.status import exit_code, render
-from scraperd.status.results import (
-    ContextStatus,
-    FleetStatus,
-    LogFile,
-    SectionStatus,
-    SourceHead,
-    SupervisordStatus,
-)
+from scraperd.status.results import ContextStatus, FleetStatus, LogFile, SectionStatus, SourceHead
+from scraperd.status.results import SupervisordStatus as Supervisord
 
 NOW = datetime(2026, 5, 9, 7, 35, 25)
-SV = SupervisordStatus(conf="deploy/supervisord.conf", serverurl="unix:///x.sock", reachable=True)
+SV = Supervisord(conf="deploy/supervisord.conf", serverurl="unix:///x.sock", reachable=True)
 
 
 def fleet(*sections: SectionStatus) -> FleetStatus:
