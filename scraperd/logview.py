@@ -107,27 +107,24 @@ class Filter:
     def render(self, line: str) -> str | None:
         """The text to print for one raw line, or None to skip it."""
         line = line.rstrip("\n")
-        event: dict[str, Any] | None = None
-        if line.startswith("{"):
-            try:
-                parsed = json.loads(line)
-                event = parsed if isinstance(parsed, dict) else None
-            except ValueError:
-                event = None
+        event = parse_event(line) if line.startswith("{") else None
         if event is None:
-            if self.events or not line:
-                return None
-            if self.since is not None and self._last_ts is not None and self._last_ts < self.since:
-                return None
-            return line
+            return line if self._shows_text(line) else None
         ts = parse_ts(event.get("ts"))
         if ts is not None:
             self._last_ts = ts
+        return format_event(event) if self._shows_event(event, ts) else None
+
+    def _shows_text(self, line: str) -> bool:
+        """A line that is not an event, dated by the event before it."""
+        if self.events or not line:
+            return False
+        return self.since is None or self._last_ts is None or self._last_ts >= self.since
+
+    def _shows_event(self, event: dict[str, Any], ts: datetime | None) -> bool:
         if self.since is not None and (ts is None or ts < self.since):
-            return None
-        if self.events and event.get("event") not in self.events:
-            return None
-        return format_event(event)
+            return False
+        return not self.events or event.get("event") in self.events
 
 
 def render_lines(lines: Iterable[str], flt: Filter) -> Iterator[str]:
@@ -137,6 +134,53 @@ def render_lines(lines: Iterable[str], flt: Filter) -> Iterator[str]:
             yield out
 
 
+@dataclass
+class _Tail:
+    """One open log file being followed, and the part of a line not yet ended."""
+
+    fh: TextIO
+    flt: Filter
+    write: Callable[[str], None]
+    pending: str = ""
+
+    @classmethod
+    def opened(cls, path: Path, flt: Filter, write: Callable[[str], None], *, at_end: bool) -> _Tail | None:
+        """The file opened (at its end with at_end), or None while it does not exist."""
+        try:
+            fh = path.open(errors="replace")
+        except FileNotFoundError:
+            return None
+        if at_end:
+            fh.seek(0, os.SEEK_END)
+        return cls(fh, flt, write)
+
+    def drain(self) -> None:
+        """Write every line ended since the last look."""
+        while chunk := self.fh.readline():
+            self.pending += chunk
+            if self.pending.endswith("\n"):  # a line still being written waits for its end
+                out = self.flt.render(self.pending)
+                self.pending = ""
+                if out is not None:
+                    self.write(out)
+
+    def poll(self, path: Path) -> bool:
+        """Write what was appended; False once path names another file (this one is then finished)."""
+        while True:
+            self.drain()
+            try:
+                st: os.stat_result | None = path.stat()
+            except FileNotFoundError:
+                st = None
+            if st is None or st.st_ino != os.fstat(self.fh.fileno()).st_ino:
+                self.drain()  # rotated: finish the old file, then the new one
+                return False
+            if st.st_size >= self.fh.tell():
+                return True
+            self.fh.seek(0)  # truncated in place: read it again from its start
+            self.pending = ""
+
+
 def follow(path: Path, flt: Filter, write: Callable[[str], None], *, stop: threading.Event | None = None,
            from_start: bool = True, poll_s: float = POLL_S, on_poll: Callable[[], None] | None = None) -> None:
     """Print the file's lines as they come, across rotation (rename + new file) and truncation.
@@ -144,55 +188,25 @@ def follow(path: Path, flt: Filter, write: Callable[[str], None], *, stop: threa
     on_poll is called after each look at the file (tests wait on it instead of on the clock).
     """
     stop = stop or threading.Event()
-    fh: TextIO | None = None
-    pending = ""
-
-    def drain() -> None:
-        nonlocal pending
-        assert fh is not None
-        while True:
-            chunk = fh.readline()
-            if not chunk:
-                return
-            pending += chunk
-            if pending.endswith("\n"):  # a line still being written waits for its end
-                out = flt.render(pending)
-                pending = ""
-                if out is not None:
-                    write(out)
-
+    tail: _Tail | None = None
     try:
         while not stop.is_set():
-            if fh is None:
-                try:
-                    fh = path.open(errors="replace")
-                except FileNotFoundError:
+            if tail is None:
+                tail = _Tail.opened(path, flt, write, at_end=not from_start)
+                if tail is None:
                     stop.wait(poll_s)
                     continue
-                if not from_start:
-                    fh.seek(0, os.SEEK_END)
                 from_start = True  # a file that appears later, or after rotation, is read whole
-            drain()
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                st = None
-            cur = os.fstat(fh.fileno())
-            if st is None or st.st_ino != cur.st_ino:  # rotated: finish the old file, then the new one
-                drain()
-                fh.close()
-                fh, pending = None, ""
-                continue
-            if st.st_size < fh.tell():  # truncated in place
-                fh.seek(0)
-                pending = ""
+            if not tail.poll(path):
+                tail.fh.close()
+                tail = None
                 continue
             if on_poll is not None:
                 on_poll()
             stop.wait(poll_s)
     finally:
-        if fh is not None:
-            fh.close()
+        if tail is not None:
+            tail.fh.close()
 
 
 def rotated(path: Path) -> list[Path]:
@@ -215,53 +229,72 @@ def count_events(path: Path, event: str, since: datetime) -> Counter[str]:
             if n == 0:
                 raise
             break
-        first: datetime | None = None
         with fh:
-            for line in fh:
-                if first is None and line.startswith("{"):
-                    first = parse_ts(_parsed(line).get("ts"))
-                if event not in line:
-                    continue
-                e = _parsed(line)
-                ts = parse_ts(e.get("ts"))
-                if e.get("event") == event and ts is not None and ts >= since:
-                    rows = e.get("rows", 1)
-                    counts[str(e.get("source"))] += rows if isinstance(rows, int) else 1
+            first = _count_in(fh, event, since, counts)
         if first is not None and first < since:
             break  # the older files end before this one begins
     return counts
 
 
-def _parsed(line: str) -> dict[str, Any]:
+def _count_in(lines: Iterable[str], event: str, since: datetime, counts: Counter[str]) -> datetime | None:
+    """Add one file's `event` events at or after since to counts; the time of its first event."""
+    first: datetime | None = None
+    for line in lines:
+        if first is None and line.startswith("{"):
+            first = parse_ts((parse_event(line) or {}).get("ts"))
+        if event not in line:
+            continue
+        e = parse_event(line) or {}
+        if _counted(e, event, since):
+            rows = e.get("rows", 1)
+            counts[str(e.get("source"))] += rows if isinstance(rows, int) else 1
+    return first
+
+
+def _counted(e: dict[str, Any], event: str, since: datetime) -> bool:
+    ts = parse_ts(e.get("ts"))
+    return e.get("event") == event and ts is not None and ts >= since
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    """A JSON log line as its event; None for any other line."""
     try:
         e = json.loads(line)
     except ValueError:
-        return {}
-    return e if isinstance(e, dict) else {}
+        return None
+    return e if isinstance(e, dict) else None
+
+
+def _write(text: str) -> None:
+    print(text, flush=True)
+
+
+def _print_file(path: Path, flt: Filter) -> None:
+    if not path.exists():
+        raise ScraperdError(f"no log file {path} (gen-ini's programs log to {DEFAULT_LOG_DIR}/<section>.log; "
+                            "use --logfile PATH)")
+    with path.open(errors="replace") as fh:
+        for out in render_lines(fh, flt):
+            _write(out)
+
+
+def _follow_until_interrupted(path: Path, flt: Filter) -> None:
+    if not path.exists():
+        print(f"scraperd: waiting for {path} to appear", file=sys.stderr)
+    try:
+        follow(path, flt, _write)
+    except KeyboardInterrupt:
+        pass
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     path = Path(args.logfile) if args.logfile else logfile_for(args.section)
     events = frozenset(e.strip() for arg in args.event or [] for e in arg.split(",") if e.strip())
     flt = Filter(events=events, since=args.since)
-
-    def write(text: str) -> None:
-        print(text, flush=True)
-
-    if not args.follow:
-        if not path.exists():
-            raise ScraperdError(f"no log file {path} (gen-ini's programs log to {DEFAULT_LOG_DIR}/<section>.log; "
-                                "use --logfile PATH)")
-        with path.open(errors="replace") as fh:
-            for out in render_lines(fh, flt):
-                write(out)
-        return 0
-    if not path.exists():
-        print(f"scraperd: waiting for {path} to appear", file=sys.stderr)
-    try:
-        follow(path, flt, write)
-    except KeyboardInterrupt:
-        pass
+    if args.follow:
+        _follow_until_interrupted(path, flt)
+    else:
+        _print_file(path, flt)
     return 0
 
 

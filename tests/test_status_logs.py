@@ -110,7 +110,7 @@ def test_status_reports_last_record_head_lag_and_recent_propagations(make_db, tm
     assert rc == 0
     header, faker_line, scraper_line, footer = table.splitlines()
     assert header.split() == ["SECTION", "MODE", "STATE", "UPTIME", "SOURCE", "SEQNO", "TIMESTART(UTC)",
-                              "INSERTDATE(UTC)", "HEAD(LOCAL)", "LAG", "HB", "PROP/1H", "LATE/24H", "NOTE"]
+                              "INSERTDATE(UTC)", "HEAD(local)", "LAG", "HB", "PROP/1H", "LATE/24H", "NOTE"]
     assert faker_line.split() == ["adtemp_faker", "faker", "-", "-", "DBNS_SAB_Temp", "2011-02-01", "00:06:40"]
     assert scraper_line.split()[:7] == ["adtemp_scraper", "scraper", "-", "-", "DBNS_SAB_Temp", "4", "2011-01-31"]
     assert scraper_line.split()[-5:] == ["00:06:40", "0:02:00", "12.0", "3", "0"]  # head, lag, hb, prop/1h, late

@@ -147,16 +147,21 @@ def _program_name_ok(name: str) -> bool:
         return False
 
 
-def _supervisor_problems(loaded: config.Loaded) -> list[ConfigError]:
-    """What validation of the config models cannot know: names and sizes as supervisord reads them."""
-    out = []
-    where = {"file": loaded.file.display, "section": loaded.name}
+def _size_readable(settings: Any) -> bool:
+    """Can supervisord read the section's supervisor_logfile_maxbytes?"""
     try:
-        byte_size(loaded.settings.supervisor_logfile_maxbytes.strip())
+        byte_size(settings.supervisor_logfile_maxbytes.strip())
+        return True
     except ValueError:
-        out.append(ConfigError(f"{loaded.settings.supervisor_logfile_maxbytes!r} is not a size such as 50MB "
-                               "or 500KB", key="supervisor_logfile_maxbytes", **where))
-    return out
+        return False
+
+
+def _supervisor_problems(loaded: config.Loaded) -> list[ConfigError]:
+    """What validation of the config models cannot know: sizes as supervisord reads them."""
+    if _size_readable(loaded.settings):
+        return []
+    return [loaded.error("supervisor_logfile_maxbytes", f"{loaded.settings.supervisor_logfile_maxbytes!r} is "
+                         "not a size such as 50MB or 500KB")]
 
 
 @dataclass(frozen=True)
@@ -188,12 +193,10 @@ def load_sections(cfg: config.ConfigFile, names: Iterable[str]) -> list[Program]
 
 def _usable_sizes(settings: Any) -> Any:
     """The settings with a log size supervisord cannot read replaced by the default."""
-    try:
-        byte_size(settings.supervisor_logfile_maxbytes.strip())
+    if _size_readable(settings):
         return settings
-    except ValueError:
-        return settings.model_copy(update={"supervisor_logfile_maxbytes":
-                                           config.Common.model_fields["supervisor_logfile_maxbytes"].default})
+    return settings.model_copy(update={"supervisor_logfile_maxbytes":
+                                       config.Common.model_fields["supervisor_logfile_maxbytes"].default})
 
 
 def _same_host(a: str, b: str) -> bool:
@@ -210,18 +213,24 @@ def select(cfg: config.ConfigFile, which: str, host: str | None) -> list[Program
         return loaded
     chosen = [lo for lo in loaded if _same_host(lo.settings.host, host)]
     if not chosen:
-        hosts = sorted({lo.settings.host for lo in loaded if lo.settings.host})
-        what = f"section [{which}] has host = {loaded[0].settings.host!r}" if which != ALL else \
-            f"no section has host = {host!r} (hosts in {cfg.display}: {', '.join(hosts) or 'none set'})"
-        raise ScraperdError(f"{what}; nothing written")
+        raise ScraperdError(f"{_not_on(host, which, loaded, cfg)}; nothing written")
     return chosen
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _not_on(host: str, which: str, loaded: list[Program], cfg: config.ConfigFile) -> str:
+    """Why no section was chosen for host: the host the one named has, or those the file names."""
+    if which != ALL:
+        return f"section [{which}] has host = {loaded[0].settings.host!r}"
+    hosts = sorted({lo.settings.host for lo in loaded if lo.settings.host})
+    return f"no section has host = {host!r} (hosts in {cfg.display}: {', '.join(hosts) or 'none set'})"
+
+
+def _write_atomic(path: Path, text: str) -> Path:
     # supervisorctl reread may run at any moment: it must see the old file or the new one, never half.
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+    return path
 
 
 def generated_from(path: Path) -> str | None:
@@ -251,12 +260,7 @@ def generate(config_file: Path, which: str, *, outdir: Path, host: str | None = 
     config_file = Path(os.path.abspath(config_file))
     cfg = config.read_file(config_file)
     chosen = select(cfg, which, host)
-    unusable = [p for p in chosen if not _program_name_ok(p.name)]
-    if unusable:
-        raise ConfigErrors([ConfigError("not usable as a supervisord program name (no blanks, ':' or '/')",
-                                               file=cfg.display, section=p.name) for p in unusable]) \
-            if len(unusable) > 1 else ConfigError("not usable as a supervisord program name (no blanks, ':' or '/')",
-                                                  file=cfg.display, section=unusable[0].name)
+    _refuse_unusable_names(cfg, chosen)
     logdir = Path(os.path.abspath(logdir or DEFAULT_LOG_DIR))
     directory = Path(os.path.abspath(directory or config.REPO_ROOT))
     command = list(command or scraperd_command())
@@ -265,18 +269,26 @@ def generate(config_file: Path, which: str, *, outdir: Path, host: str | None = 
                                   logdir=logdir, environment=env) for lo in chosen}
     outdir.mkdir(parents=True, exist_ok=True)
     logdir.mkdir(parents=True, exist_ok=True)  # supervisord will not create a log file's directory
-    written = []
-    for name, text in texts.items():
-        path = outdir / f"{name}.ini"
-        _write_atomic(path, text)
-        written.append(path)
-    removed = []
-    if which == ALL:
-        for path in sorted(outdir.glob("*.ini")):
-            if path.stem not in texts and generated_from(path) == str(config_file):
-                path.unlink()
-                removed.append(path)
+    written = [_write_atomic(outdir / f"{name}.ini", text) for name, text in texts.items()]
+    removed = _remove_stale(outdir, set(texts), config_file) if which == ALL else []
     return written, removed, [line for p in chosen for line in p.errors]
+
+
+def _refuse_unusable_names(cfg: config.ConfigFile, chosen: list[Program]) -> None:
+    unusable = [ConfigError("not usable as a supervisord program name (no blanks, ':' or '/')",
+                            file=cfg.display, section=p.name) for p in chosen if not _program_name_ok(p.name)]
+    if unusable:
+        raise ConfigErrors.combined(unusable)
+
+
+def _remove_stale(outdir: Path, keep: set[str], config_file: Path) -> list[Path]:
+    """Remove the .ini files an earlier gen-ini wrote from this config for programs not in keep."""
+    removed = []
+    for path in sorted(outdir.glob("*.ini")):
+        if path.stem not in keep and generated_from(path) == str(config_file):
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""`scraperd status` output from typed results, without a database: the zone of every time column,
+and the `--json` document the dataclasses become (the keys scripts read)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from scraperd.status import exit_code, render
+from scraperd.status.results import ContextStatus, FleetStatus, LogFile, SectionStatus, SourceHead
+from scraperd.status.results import SupervisordStatus as Supervisord
+
+NOW = datetime(2026, 5, 9, 7, 35, 25)
+SV = Supervisord(conf="deploy/supervisord.conf", serverurl="unix:///x.sock", reachable=True)
+
+
+def fleet(*sections: SectionStatus) -> FleetStatus:
+    return FleetStatus(config="etc/scraper.cfg", now_utc=NOW, supervisord=SV, sections=sections)
+
+
+def context(**kw) -> ContextStatus:
+    return ContextStatus(**{"source": "DBNS_SAB_Temp", "sitemask": 32, "subsite": 1, "seqno": 4,
+                            "timestart": datetime(2011, 1, 31, 16, 4, 30), "timeend": datetime(2011, 1, 31, 16, 4, 40),
+                            "insertdate": NOW, "seed": False, "tcursor": datetime(2011, 2, 1, 0, 4, 40),
+                            "head": datetime(2011, 2, 1, 0, 6, 40), "lag_s": 120.0, "lag_heartbeats": 12.0,
+                            "propagations_1h": 3, **kw})
+
+
+SCRAPER = SectionStatus(section="adtemp_scraper", mode="scraper", state="RUNNING", pid=42, uptime_s=723,
+                        status_maxlag_s=3600.0, sources=(context(late_rows_24h=2),),
+                        log=LogFile("var/log/adtemp_scraper.log"))
+AVERAGER = SectionStatus(section="adlid_averager", mode="averager", status_maxlag_s=3600.0,
+                         sources=(context(source="AD1_LidSensor", lag_heartbeats=None),))
+FAKER = SectionStatus(section="adtemp_faker", mode="faker", sources=(SourceHead("DBNS_SAB_Temp", NOW),))
+
+
+def test_every_time_column_header_names_its_zone():
+    header, *_ = render.render(fleet(SCRAPER)).splitlines()
+    assert header.split() == ["SECTION", "MODE", "STATE", "UPTIME", "SOURCE", "SEQNO", "TIMESTART(UTC)",
+                              "INSERTDATE(UTC)", "HEAD(local)", "LAG", "HB", "PROP/1H", "LATE/24H", "NOTE"]
+
+
+def test_the_table_shows_a_faker_its_head_and_an_averager_no_late_rows():
+    _, faker, averager, footer = render.render(fleet(FAKER, AVERAGER)).splitlines()
+    assert faker.split() == ["adtemp_faker", "faker", "-", "-", "DBNS_SAB_Temp", "2026-05-09", "07:35:25"]
+    assert averager.split()[4:] == ["AD1_LidSensor", "4", "2011-01-31", "16:04:30", "2026-05-09", "07:35:25",
+                                    "2011-02-01", "00:06:40", "0:02:00", "-", "3"]
+    assert footer == "supervisord: running at unix:///x.sock  (etc/scraper.cfg, now 2026-05-09 07:35:25 UTC)"
+
+
+def test_json_keys_are_the_fields_and_late_rows_only_a_scrapers():
+    doc = json.loads(render.to_json(fleet(FAKER, SCRAPER, AVERAGER)))
+    assert list(doc) == ["config", "now_utc", "supervisord", "sections", "lagging", "failing", "config_errors"]
+    assert doc["now_utc"] == "2026-05-09 07:35:25"
+    faker, scraper, averager = doc["sections"]
+    assert list(scraper) == ["section", "mode", "host", "state", "pid", "uptime_s", "status_maxlag_s",
+                             "config_error", "errors", "sources", "log"]
+    assert faker["sources"] == [{"source": "DBNS_SAB_Temp", "head": "2026-05-09 07:35:25", "error": None}]
+    assert scraper["sources"][0] == {
+        "source": "DBNS_SAB_Temp", "sitemask": 32, "subsite": 1, "seqno": 4, "timestart": "2011-01-31 16:04:30",
+        "timeend": "2011-01-31 16:04:40", "insertdate": "2026-05-09 07:35:25", "seed": False,
+        "tcursor": "2011-02-01 00:04:40", "head": "2011-02-01 00:06:40", "lag_s": 120.0, "lag_heartbeats": 12.0,
+        "propagations_1h": 3, "lagging": False, "error": None, "note": None, "late_rows_24h": 2}
+    assert list(scraper["sources"][0])[-1] == "late_rows_24h"
+    assert scraper["log"] == {"file": "var/log/adtemp_scraper.log", "error": None}
+    assert "late_rows_24h" not in averager["sources"][0] and averager["log"] is None
+
+
+def test_lagging_failing_and_broken_sections_give_the_lists_and_the_exit_code():
+    lagging = SectionStatus(section="s", mode="scraper", status_maxlag_s=60.0, sources=(context(lagging=True),))
+    failing = SectionStatus(section="a", mode="averager", sources=(context(error="no validity record yet"),))
+    broken = SectionStatus(section="b", mode="scraper", config_error=True, errors=("bad key",))
+    assert exit_code(fleet(SCRAPER, FAKER)) == 0
+    one = fleet(lagging, failing)
+    assert (one.lagging, one.failing, exit_code(one)) == (["s:DBNS_SAB_Temp"], ["a"], 1)
+    assert "LAGGING (> 0:01:00)" in render.render(one)
+    assert (fleet(lagging, broken).config_errors, exit_code(fleet(lagging, broken))) == (["b"], 78)
