@@ -10,13 +10,15 @@ log, or to the screen with --debug.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from scraperd import config, databases, logsetup, preflight
 from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError, error_lines
@@ -68,11 +70,37 @@ is written, no SQLite file is created): InnoDB or sqlite (one transaction per wr
 "MyISAM (LOCK TABLES)" (any other engine: written under LOCK TABLES, see README), each
 table's engine when they differ (- for one not created yet), "no tables yet" or "no database
 yet" (the daemon creates them InnoDB), "no driver" or "unreachable" (the reason follows
-the table; the exit code does not change)."""
+its row; the exit code does not change). A broken section's errors follow its row too."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose -h may wait for the rest of the line (see _HelpAfterParsing)."""
+
+    help_wanted = False
+
+    def error(self, message: str) -> NoReturn:
+        if self.help_wanted:  # `run --help` without SECTION: the generic help, as argparse gives it
+            self.print_help()
+            self.exit(0)
+        super().error(message)
+
+
+class _HelpAfterParsing(argparse.Action):
+    """`run`'s -h/--help: noted, not acted on at once, so that `run SECTION --help` is answered by
+    cmd_run with the whole line parsed (-c, --set) and the section's own keys."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, True)
+        if isinstance(parser, _Parser):
+            parser.help_wanted = True
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=PROG,
         description="Scrape DCS slow-control tables into a DBI conditions database, under supervisord.",
         epilog="Config: -c PATH, else $SCRAPER_CFG, else etc/scraper.cfg. "
@@ -98,7 +126,10 @@ Subparsers = argparse._SubParsersAction  # what add_subparsers() returns; argpar
 def _add_run(sub: Subparsers) -> None:
     run = sub.add_parser("run", help="run one section (scraper, faker or averager) until maxiter or a signal",
                          description="Run one config section in the foreground; supervisord runs this.",
-                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                         add_help=False)
+    run.add_argument("-h", "--help", action=_HelpAfterParsing,
+                     help="show this help and exit; with SECTION, its keys with their effective values")
     run.add_argument("section", help="config section, e.g. adtemp_scraper")
     run.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
                      help="override a config key for this run (repeatable)")
@@ -106,6 +137,7 @@ def _add_run(sub: Subparsers) -> None:
                      help="scraper: exit 0 as soon as every source is caught up (a one-shot backfill)")
     run.add_argument("--drop-target", action="store_true",
                      help="averager: drop and recreate the target tables first (refused for offline_db)")
+    run.set_defaults(run_parser=run)
 
 
 def _add_check_config(sub: Subparsers) -> None:
@@ -147,34 +179,59 @@ def _add_ddl(sub: Subparsers) -> None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     path = config.config_path(args.config)
     cfg = config.read_file(path)
-    rows: list[dict[str, Any]] = []
-    bad = 0
-    for name in cfg.sections:
-        try:
-            loaded = config.validate(cfg, name)
-            checked = preflight.preflight(loaded)
-            s = loaded.settings
-            rows.append({"section": name, "mode": s.mode, "regime": s.regime.rsplit(":", 1)[-1],
-                         "source": databases.describe_text(s.source), "status": "ok", "errors": [],
-                         "target": databases.describe_text(getattr(s, "target", "") or "")})
-            if args.connect:
-                rows[-1].update(_target_engine(checked))
-        except ConfigError as exc:
-            bad += 1
-            rows.append({"section": name, "mode": cfg.sections[name].get("mode", cfg.defaults.get("mode", "scraper")),
-                         "regime": "", "source": "", "target": "", "status": "ERROR",
-                         "errors": error_lines(exc)})
+    rows = [_check_section(cfg, name, connect=args.connect) for name in cfg.sections]
+    bad = sum(row["status"] != "ok" for row in rows)
     if args.json:
         print(json.dumps({"config": str(path), "sections": rows, "errors": bad}, indent=2))
-    else:
-        _table(rows, ["section", "mode", "regime", "source", "target"] + ["engine"] * args.connect + ["status"])
-        for row in rows:
-            for line in row["errors"]:
-                print(line, file=sys.stderr)
-            if row.get("engine_error"):
-                print(f"{PROG}: [{row['section']}] target not reached: {row['engine_error']}", file=sys.stderr)
-        print(f"{len(rows)} sections, {bad} with errors ({path})")
+        return EX_CONFIG if bad else 0
+    columns = ["section", "mode", "regime", "source", "target"] + ["engine"] * args.connect + ["status"]
+    header, *lines = _table_lines(rows, columns)
+    print(header)
+    for row, line in zip(rows, lines, strict=True):
+        print(line)
+        _reasons_under(row)
+    print(f"{len(rows)} sections, {bad} with errors ({path})")
+    _mycnf_hint(rows)
     return EX_CONFIG if bad else 0
+
+
+def _check_section(cfg: config.ConfigFile, name: str, *, connect: bool) -> dict[str, Any]:
+    """One check-config row: what the section names (as far as it validates), its status and errors."""
+    row: dict[str, Any] = {"section": name, "mode": cfg.sections[name].get("mode", cfg.defaults.get("mode", "scraper")),
+                           "regime": "", "source": "", "target": "", "status": "ERROR", "errors": []}
+    try:
+        loaded = config.validate(cfg, name)
+        s = loaded.settings
+        row.update(mode=s.mode, regime=s.regime.rsplit(":", 1)[-1], source=databases.describe_text(s.source),
+                   target=databases.describe_text(getattr(s, "target", "") or ""))
+        checked = preflight.preflight(loaded)
+    except ConfigError as exc:
+        row["errors"] = error_lines(exc)
+        return row
+    row["status"] = "ok"
+    if connect:
+        row.update(_target_engine(checked))
+    return row
+
+
+def _reasons_under(row: dict[str, Any]) -> None:
+    """A row's errors and unreached target on stderr, right under the row (stdout flushed first)."""
+    reasons = list(row["errors"])
+    if row.get("engine_error"):
+        reasons.append(f"{PROG}: [{row['section']}] target not reached: {row['engine_error']}")
+    _print_errors(reasons)
+
+
+def _mycnf_hint(rows: Sequence[dict[str, Any]]) -> None:
+    """What to do when sections fail for want of the MySQL option file (a newcomer's first run)."""
+    mycnf = databases.mycnf_path()
+    if mycnf.exists() or not any(str(mycnf) in line for row in rows for line in row["errors"]):
+        return
+    example = config.REPO_ROOT / "etc" / "my.cnf.example"
+    with contextlib.suppress(ValueError):
+        example = example.relative_to(Path.cwd())
+    _print_errors([f"{PROG}: {mycnf} does not exist: copy {example} there (chmod 600) and fill in each "
+                   f"section's password, or point {databases.MYCNF_ENV} at such a file"])
 
 
 def _target_engine(checked: preflight.Checked) -> dict[str, Any]:
@@ -209,18 +266,30 @@ def _target_engine(checked: preflight.Checked) -> dict[str, Any]:
 def cmd_show(args: argparse.Namespace) -> int:
     path = config.config_path(args.config)
     loaded = config.load_section(path, args.section, config.parse_overrides(args.overrides))
-    data = loaded.settings.model_dump()
-    rows = [{"key": k, "value": databases.describe_text(config.format_value(v)) if k in ("source", "target")
-             else config.format_value(v), "from": loaded.origin.get(k, "default")} for k, v in data.items()]
+    rows = _settings_rows(loaded)
     if args.json:
         print(json.dumps({"section": loaded.name, "config": str(path), "settings": rows,
                           "ignored": loaded.ignored}, indent=2))
         return 0
     print(f"[{loaded.name}]  mode = {loaded.mode}   ({path})")
     _table(rows, ["key", "value", "from"])
+    _print_ignored(loaded)
+    return 0
+
+
+def _settings_rows(loaded: config.Loaded) -> list[dict[str, str]]:
+    """key, value (as the INI file writes it; no password) and origin of each effective setting."""
+    def shown(key: str, value: Any) -> str:
+        text = config.format_value(value)
+        return databases.describe_text(text) if key in ("source", "target") else text
+
+    return [{"key": k, "value": shown(k, v), "from": loaded.origin.get(k, "default")}
+            for k, v in loaded.settings.model_dump().items()]
+
+
+def _print_ignored(loaded: config.Loaded) -> None:
     for k in loaded.ignored:
         print(f"  ({k} from [DEFAULT] is not used by mode = {loaded.mode})")
-    return 0
 
 
 def cmd_ddl(args: argparse.Namespace) -> int:
@@ -236,6 +305,8 @@ def cmd_ddl(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.help:
+        return _run_help(args)
     path = config.config_path(args.config)
     loaded = config.load_section(path, args.section, config.parse_overrides(args.overrides))
     for flag, mode in (("catch_up", "scraper"), ("drop_target", "averager")):
@@ -258,14 +329,66 @@ def cmd_run(args: argparse.Namespace) -> int:
     return averager.run(loaded.of(config.AveragerSection), drop_target=args.drop_target)
 
 
+def _run_help(args: argparse.Namespace) -> int:
+    """`run SECTION --help`: usage and options, then SECTION's keys with their effective values, where
+    each came from and what it means. A SECTION not in the file: the generic help and one line saying
+    so (exit 0). A broken section, or no readable file: its one-line errors after the usage (exit 78)."""
+    parser: argparse.ArgumentParser = args.run_parser
+    path = config.config_path(args.config)
+    try:
+        cfg = config.read_file(path)
+    except ConfigError as exc:
+        parser.print_help()
+        _print_errors(error_lines(exc))
+        return EX_CONFIG
+    try:
+        loaded = config.validate(cfg, args.section, config.parse_overrides(args.overrides))
+    except ConfigError as exc:
+        unknown = args.section not in cfg.sections
+        if unknown:
+            parser.print_help()
+        else:
+            print(_usage_and_options(parser))
+        _print_errors(error_lines(exc))
+        return 0 if unknown else EX_CONFIG
+    print(_usage_and_options(parser))
+    print(f"keys of [{loaded.name}]  mode = {loaded.mode}   ({path}):")
+    fields = type(loaded.settings).model_fields
+    _table([{**row, "description": fields[row["key"]].description or ""} for row in _settings_rows(loaded)],
+           ["key", "value", "from", "description"])
+    _print_ignored(loaded)
+    return 0
+
+
+def _usage_and_options(parser: argparse.ArgumentParser) -> str:
+    """The parser's help without its epilog (run's lists every mode's keys: the section's replace it)."""
+    head = copy.copy(parser)
+    head.epilog = None
+    return head.format_help()
+
+
+def _print_errors(lines: Sequence[str]) -> None:
+    """One-line errors on stderr, after what stdout printed so far."""
+    if lines:
+        sys.stdout.flush()
+        for line in lines:
+            print(line, file=sys.stderr)
+        sys.stderr.flush()
+
+
 COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "show": cmd_show, "ddl": cmd_ddl}
 
 
 def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    for line in _table_lines(rows, columns):
+        print(line)
+
+
+def _table_lines(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    """The header line, then one line per row, columns padded to their widest value."""
     widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for r in rows:
-        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+    header = "  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()
+    return [header] + ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip() for r in rows]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,16 +412,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # a bug: one line; the traceback with --debug, or in the JSON log
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"{PROG}: internal error: {exc.__class__.__name__}: {first}", file=sys.stderr)
-        if args.debug:
-            traceback.print_exc()
-        elif not sys.stdout.isatty():
-            try:
-                logsetup.get_logger().error("internal_error", error=repr(exc), exc_info=True)
-            except Exception:
-                pass
+        _internal_error(exc, debug=args.debug)
         return 1
+
+
+def _internal_error(exc: Exception, *, debug: bool) -> None:
+    """A bug's one line on stderr; its traceback on the screen (--debug) or in the JSON log."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    print(f"{PROG}: internal error: {exc.__class__.__name__}: {first}", file=sys.stderr)
+    if debug:
+        traceback.print_exc()
+    elif not sys.stdout.isatty():
+        try:
+            logsetup.get_logger().error("internal_error", error=repr(exc), exc_info=True)
+        except Exception:
+            pass
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import difflib
 import functools
 import importlib
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -68,22 +69,21 @@ def _split_list(value: object) -> object:
     return value
 
 
-def parse_int(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            raise ValueError(f"cannot parse {value!r} as a whole number") from None
-    return value
+def _number(kind: Callable[[str], object], what: str) -> Callable[[object], object]:
+    """A parser of numbers written as `kind` reads them; `what` names the kind in the error."""
+    def parse(value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return kind(value.strip())
+            except ValueError:
+                raise ValueError(f"cannot parse {value!r} as {what}") from None
+        return value
+
+    return parse
 
 
-def parse_float(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            raise ValueError(f"cannot parse {value!r} as a number") from None
-    return value
+parse_int = _number(int, "a whole number")
+parse_float = _number(float, "a number")
 
 
 _TRUE = {"1", "yes", "true", "on"}
