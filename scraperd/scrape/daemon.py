@@ -62,7 +62,6 @@ class SourceCursor:
     context: Context
     sampler: Sampler
     fence: Fence                                          # the context's last record, as this process knows it
-    index: int                                            # its place in the regime: breaks ties in the order
     buffer: deque[SourceRow] = field(default_factory=deque)
     pending: list[tuple[datetime, Record]] = field(default_factory=list)  # (sample time, record), uncommitted
     idle: bool = False                                    # its last read found no row
@@ -127,7 +126,7 @@ class ScraperDaemon:
             until = source.horizon(s.source_tz, s.interval)
             for st in sources:
                 source.warn_bad_dates(conn, st, until, log)
-        cursors = [self._resume(tables, st, i) for i, st in enumerate(sources)]
+        cursors = [self._resume(tables, st) for st in sources]  # in the regime's order: it breaks ties
         with retry.side("source"), self.source_engine.connect() as conn:
             for cur in cursors:  # the id heads, and late rows committed while no scraper ran (late.py)
                 self.late.start(conn, cur.table, cur.sampler)
@@ -156,7 +155,7 @@ class ScraperDaemon:
                 source.aggregates(conn, st, agg, source.CHECK_TIME, source.CHECK_TIME)
         return agg
 
-    def _resume(self, tables: DbiTables, st: SourceTable, index: int) -> SourceCursor:
+    def _resume(self, tables: DbiTables, st: SourceTable) -> SourceCursor:
         s, tz = self.s, self.s.source_tz
         ctx = preflight.context_for(st.source, s)
         floor = s.timefloor_utc
@@ -176,7 +175,7 @@ class ScraperDaemon:
         sampler = sampling.resume(tcursor, sv0, s.offset)
         log.info("startup", source=st.source.name, **ctx.fields(), seqno=last.seqno if last else None,
                  start_from=resumed, tcursor=s.fmt(tcursor), sv0=sv0.id if sv0 else None, target=self.spec.table)
-        return SourceCursor(source=st.source, table=st, context=ctx, sampler=sampler, index=index,
+        return SourceCursor(source=st.source, table=st, context=ctx, sampler=sampler,
                             fence=Fence(ctx, last.seqno if last else None, seen))
 
     def _seed(self, tables: DbiTables, st: SourceTable, ctx: Context) -> int:
@@ -367,8 +366,8 @@ class ScraperDaemon:
         for seqno, (i, _), rec in zip(seqnos, chosen, records, strict=True):
             log.info("propagate", source=cursors[i].source.name, seqno=seqno, **rec.fields(self.s.fmt))
         done = Counter(i for i, _ in chosen)
-        for cur in cursors:
-            del cur.pending[:done.get(cur.index, 0)]
+        for i, cur in enumerate(cursors):
+            del cur.pending[:done.get(i, 0)]
 
     def _tune(self, run: Run) -> None:
         """Sleep from the lag = max over sources of (source head − tcursor), in effective heartbeats."""
