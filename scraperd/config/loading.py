@@ -28,8 +28,9 @@ from scraperd.config.models import (
     ALL_KEYS,
     MODELS,
     AveragerSection,
-    Common,
     FakerSection,
+    MonitorSection,
+    Program,
     ScraperSection,
     Section,
     _KeyError,
@@ -52,8 +53,8 @@ class ConfigFile:
     sections: dict[str, dict[str, str]]
 
 
-S = TypeVar("S", bound=Common)
-T = TypeVar("T", bound=Common)
+S = TypeVar("S", bound=Program)
+T = TypeVar("T", bound=Program)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None
         raise ConfigErrors.combined(keys.problems)
     for key in model.model_fields:
         keys.origin.setdefault(key, "default")
-    assert isinstance(settings, ScraperSection | FakerSection | AveragerSection)
+    assert isinstance(settings, ScraperSection | FakerSection | AveragerSection | MonitorSection)
     return Loaded(name=name, file=cfg, settings=settings, origin=keys.origin, ignored=keys.ignored)
 
 
@@ -192,7 +193,7 @@ def _mode(cfg: ConfigFile, name: str, overrides: dict[str, str]) -> str:
     own = cfg.sections[name]
     mode = (overrides.get("mode") or own.get("mode") or cfg.defaults.get("mode") or "scraper").strip()
     if mode not in MODELS:
-        message = f"{mode!r} is not one of scraper, faker, averager{did_you_mean(mode, MODELS)}"
+        message = f"{mode!r} is not one of {', '.join(MODELS)}{did_you_mean(mode, MODELS)}"
         raise ConfigErrors.combined([_placed(cfg, name, None, "mode", message)])
     return mode
 
@@ -225,7 +226,7 @@ def _refused(key: str, mode: str, where: str) -> str:
     return f"unknown key{did_you_mean(key, ALL_KEYS)}"
 
 
-def _validated(model: type[Common], keys: _Keys, cfg: ConfigFile, name: str) -> Common | None:
+def _validated(model: type[Program], keys: _Keys, cfg: ConfigFile, name: str) -> Program | None:
     """The model's settings; None when it refuses them, with its problems added to keys.problems."""
     try:
         return model.model_validate(keys.values)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scraperd.config.values import (
     DAY,
     Aggregates,
     Bool,
+    Channels,
     Duration,
     Filter,
     Float,
@@ -26,10 +27,14 @@ from scraperd.config.values import (
     Interval,
     Level,
     Names,
+    OptDuration,
     OptFloat,
+    OptPath,
     OptWhen,
     RegimeRef,
+    Routes,
     TimeZone,
+    did_you_mean,
     format_value,
     load_regime,
 )
@@ -47,28 +52,18 @@ class _KeyError(ValueError):
         super().__init__(message)
 
 
-class Common(BaseModel):
-    """Keys every mode reads."""
+class Program(BaseModel):
+    """Keys every supervised program reads, whatever it runs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    mode: Literal["scraper", "faker", "averager"] = Field(
-        "scraper", description="What the section runs: scraper, faker or averager.")
-    regime: RegimeRef = Field(description="Regime class, e.g. scraperd.regimes.adtemp:AdTemp.")
-    source: str = Field(description="~/.my.cnf section or SQLAlchemy URL of the DCS (source) database.")
-    source_tz: TimeZone = Field(ZoneInfo("Asia/Shanghai"),
-                                description="Time zone of the DCS date_time stamps (the target is UTC).")
-    interval: Interval = Field(timedelta(seconds=10), description="DB time quantum: tcursor step after a "
-                               "propagation; the faker's step between fake rows.")
-    sleep: Duration = Field(timedelta(seconds=3), description="Real-time pause between iterations "
-                            "(scrapers tune it from the lag).")
+    mode: Literal["scraper", "faker", "averager", "monitor"] = Field(
+        "scraper", description="What the section runs: scraper, faker, averager or monitor.")
     maxiter: Int = Field(0, ge=0, description="Iterations to run, 0 for no limit.")
     timeformat: str = Field("%Y-%m-%d %H:%M:%S", description="strftime format of datetimes in logs.")
     host: str = Field("", description="Machine that runs this section (gen-ini --host picks by it).")
     reconnect_max_wait: Duration = Field(timedelta(seconds=60),
                                          description="Cap of the exponential backoff between reconnects.")
-    log_samples: Bool = Field(True, description="Log every `sample` event; false keeps propagations, "
-                              "tune and warnings only.")
     dbi_loglevel: Level = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     supervisor_autostart: Bool = Field(True, description="supervisord autostart for this program.")
     supervisor_startsecs: Int = Field(5, ge=0, description="supervisord startsecs.")
@@ -78,17 +73,80 @@ class Common(BaseModel):
     supervisor_logfile_backups: Int = Field(5, ge=0, description="supervisord stdout_logfile_backups.")
     supervisor_priority: Int = Field(999, ge=0, description="supervisord priority (fakers start first).")
 
-    @property
-    def regime_cls(self) -> type[Regime]:
-        """The regime class `regime` names (imported once, at validation)."""
-        return load_regime(self.regime)
-
     def fmt(self, t: datetime | None) -> str | None:
         """A datetime as the logs show it (timeformat); None stays None."""
         return t.strftime(self.timeformat) if t is not None else None
 
 
-class TargetCommon(Common):
+class Notify(BaseModel):
+    """Where notifications go: the monitor's state changes, and a long job's progress (scraper
+    --catch-up, averager). Secrets never stand here: the SMTP password comes from the secret file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    notify: Channels = Field((), description="Notification channels: email, http (empty: none).")
+    mail_to: Names = Field((), description="E-mail recipients of every check no route names.")
+    mail_from: str = Field("", description="From: address (default scraperd@<this host>).")
+    smtp_host: str = Field("localhost", description="SMTP server.")
+    smtp_port: Int = Field(25, ge=1, le=65535, description="SMTP port (587 for submission with STARTTLS).")
+    smtp_starttls: Bool = Field(False, description="Upgrade the SMTP connection with STARTTLS before "
+                                "logging in.")
+    smtp_user: str = Field("", description="SMTP login (default: the user of the smtp_secret section).")
+    smtp_secret: str = Field("", description="Section of the secret file holding the SMTP password "
+                             "(`password = ...`, MySQL option-file style); $SCRAPERD_SMTP_PASSWORD "
+                             "wins when set. Empty: no login.")
+    secret_file: OptPath = Field(None, description="The secret file (default: the MySQL option file, "
+                                 "$SCRAPERD_MYCNF or ~/.my.cnf).")
+    http_url: str = Field("", description="URL that receives a JSON POST for every check no route names.")
+    http_timeout: Duration = Field(timedelta(seconds=10), description="Timeout of one SMTP or HTTP delivery.")
+    routes: Routes = Field((), description="Which checks go to whom: `source: dcs-experts@lab.org; "
+                           "freshness, fleet: scraper-experts@lab.org, http://mon:8080/hook`; a recipient "
+                           "is an e-mail address or an http(s) URL, `*` every check no other route names.")
+    notify_attempts: Int = Field(5, ge=1, description="Delivery attempts (exponential backoff between "
+                                 "them) before `notify_failed` gives up on a notification.")
+    progress_every: Int = Field(10, ge=1, le=100, description="Progress notifications of a long job "
+                                "(run --catch-up, averager): one every this many percent.")
+
+    @model_validator(mode="after")
+    def _recipients(self) -> Notify:
+        routed = [r for _, to in self.routes for r in to]
+        for r in routed:
+            if "://" in r and not r.startswith(("http://", "https://")):
+                raise _KeyError("routes", f"{r!r}: a URL recipient must be http:// or https://")
+            if "://" not in r and "@" not in r:
+                raise _KeyError("routes", f"{r!r} is neither an e-mail address nor an http(s) URL")
+        if "email" in self.notify and not (self.mail_to or any("://" not in r for r in routed)):
+            raise _KeyError("mail_to", "required when notify names email (or a route with an address)")
+        if "http" in self.notify and not (self.http_url or any("://" in r for r in routed)):
+            raise _KeyError("http_url", "required when notify names http (or a route with a URL)")
+        if self.http_url and not self.http_url.startswith(("http://", "https://")):
+            raise _KeyError("http_url", f"must be an http:// or https:// URL, got {self.http_url!r}")
+        return self
+
+
+class Common(Program):
+    """Keys every mode that reads a DCS source reads (scraper, faker, averager)."""
+
+    mode: Literal["scraper", "faker", "averager", "monitor"] = Field(
+        "scraper", description="What the section runs: scraper, faker, averager or monitor.")
+    regime: RegimeRef = Field(description="Regime class, e.g. scraperd.regimes.adtemp:AdTemp.")
+    source: str = Field(description="~/.my.cnf section or SQLAlchemy URL of the DCS (source) database.")
+    source_tz: TimeZone = Field(ZoneInfo("Asia/Shanghai"),
+                                description="Time zone of the DCS date_time stamps (the target is UTC).")
+    interval: Interval = Field(timedelta(seconds=10), description="DB time quantum: tcursor step after a "
+                               "propagation; the faker's step between fake rows.")
+    sleep: Duration = Field(timedelta(seconds=3), description="Real-time pause between iterations "
+                            "(scrapers tune it from the lag).")
+    log_samples: Bool = Field(True, description="Log every `sample` event; false keeps propagations, "
+                              "tune and warnings only.")
+
+    @property
+    def regime_cls(self) -> type[Regime]:
+        """The regime class `regime` names (imported once, at validation)."""
+        return load_regime(self.regime)
+
+
+class TargetCommon(Notify, Common):
     """Keys of the modes that write DBI records (scraper, averager)."""
 
     target: str = Field(description="~/.my.cnf section or SQLAlchemy URL of the DBI (target) database.")
@@ -152,10 +210,19 @@ class ScraperSection(TargetCommon):
                                    "lag. 0: at once, believing a DCS clock up to a day ahead. Scrapers only (the "
                                    "averager reads complete past bins).")
 
+    stale_after: OptDuration = Field(None, description="`scraperd monitor`: the target is stale (CRITICAL) when "
+                                     "its last record is older than this; default 2 × maxage + 10 effective "
+                                     "heartbeats + source_delay (the monitor section's stale_after, if set).")
+
     @property
     def effective_heartbeat(self) -> timedelta:
         """heartbeat × (offset + 1): how often a collected source row is expected; lag is counted in it."""
         return self.heartbeat * (self.offset + 1)
+
+    def derived_stale_after(self) -> timedelta:
+        """stale_after when unset: a live scraper propagates at least every maxage of DCS time, and
+        sleeps at most a few heartbeats between reads."""
+        return 2 * self.maxage + 10 * self.effective_heartbeat + self.source_delay
 
 
 class FakerSection(Common):
@@ -208,6 +275,49 @@ class AveragerSection(TargetCommon):
         return self
 
 
+CHECKS = ("freshness", "source", "expected", "replication", "fleet")
+
+
+def _known_checks(value: object) -> object:
+    if isinstance(value, tuple):
+        for name in value:
+            if name not in CHECKS:
+                raise ValueError(f"{name!r} is not a check ({', '.join(CHECKS)}){did_you_mean(name, CHECKS)}")
+    return value
+
+
+class MonitorSection(Notify, Program):
+    """mode = monitor: check the fleet's targets, sources, expected records, replication chain and
+    supervisord programs; notify on a change of state."""
+
+    sections: Names = Field((), description="Sections whose targets and sources are checked (default: every "
+                            "scraper, averager and faker section of the file).")
+    checks: Annotated[Names, AfterValidator(_known_checks)] = Field(
+        CHECKS, description=f"Checks to run: {', '.join(CHECKS)}.")
+    every: Duration = Field(timedelta(minutes=5), description="Pause between two rounds of checks "
+                            "(`scraperd run` of this section).")
+    stale_after: OptDuration = Field(None, description="Target freshness limit of every scraper that sets none "
+                                     "(default: derived from each one's maxage and heartbeat).")
+    source_stale_after: OptDuration = Field(None, description="A DCS source whose newest date_time is older than "
+                                            "this is CRITICAL (default: the stale_after of the sections reading it).")
+    expected_file: OptPath = Field(None, description="The expected (table, context) list that --gen-expected "
+                                   "adds to (default var/monitor/<section>.expected).")
+    expected_period: Duration = Field(timedelta(days=1), description="An expected pair with no record inserted "
+                                      "within this period is MISSING (CRITICAL).")
+    chain: Names = Field((), description="Replication chain, master first: ~/.my.cnf sections or URLs "
+                         "(offline_db, offline_db_slave1, ...).")
+    replica_max_seqnos: Int = Field(100, ge=0, description="A replica behind the hop before it by more SEQNOs "
+                                    "than this is WARNING, by twice as many CRITICAL.")
+    replica_max_lag: Duration = Field(timedelta(hours=1), description="A replica whose newest INSERTDATE is "
+                                      "this far behind the hop before it is WARNING, twice as far CRITICAL.")
+    renotify: Duration = Field(timedelta(hours=12), description="Re-send a notification this often while a "
+                               "check stays bad.")
+    state_file: OptPath = Field(None, description="What was last notified, kept across restarts (SQLite; "
+                                "default var/monitor/<section>.state.sqlite).")
+    supervisor_conf: OptPath = Field(None, description="supervisord config naming its socket, for the fleet "
+                                     "check (default deploy/supervisord.conf).")
+
+
 class ProgramKeys(BaseModel):
     """What supervisord needs of a section, readable even when the rest of the section is broken."""
 
@@ -238,6 +348,7 @@ def program_keys(cfg: ConfigFile, name: str) -> ProgramKeys:
             raw = {k: v for k, v in raw.items() if k not in bad}
 
 
-MODELS: dict[str, type[Common]] = {"scraper": ScraperSection, "faker": FakerSection, "averager": AveragerSection}
+MODELS: dict[str, type[Program]] = {"scraper": ScraperSection, "faker": FakerSection, "averager": AveragerSection,
+                                    "monitor": MonitorSection}
 ALL_KEYS = sorted({k for m in MODELS.values() for k in m.model_fields})
-Section = ScraperSection | FakerSection | AveragerSection
+Section = ScraperSection | FakerSection | AveragerSection | MonitorSection

@@ -14,6 +14,7 @@ import importlib
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -203,6 +204,43 @@ Names = Annotated[tuple[str, ...], BeforeValidator(_split_list)]
 Aggregates = Annotated[tuple[str, ...], BeforeValidator(parse_aggregate)]
 Filter = Annotated[str | None, BeforeValidator(check_filter)]
 RegimeRef = Annotated[str, BeforeValidator(check_regime)]
+OptDuration = Annotated[timedelta | None, BeforeValidator(_optional(parse_duration))]
+OptPath = Annotated[Path | None, BeforeValidator(_optional(lambda v: v))]
+
+NOTIFY_CHANNELS = ("email", "http")
+
+
+def parse_channels(value: object) -> object:
+    """`notify = email, http`: the channels, each known; empty for none."""
+    names = _split_list(value)
+    if isinstance(names, tuple):
+        for name in names:
+            if name not in NOTIFY_CHANNELS:
+                raise ValueError(f"{name!r} is not a channel (email, http){did_you_mean(name, NOTIFY_CHANNELS)}")
+    return names
+
+
+def parse_routes(value: object) -> object:
+    """`routes = source: dcs@lab.org; freshness, fleet: ops@lab.org, http://mon:8080/hook`: which
+    checks go to which recipients (an e-mail address, or an http(s) URL for a POST); `*` is every
+    check no other route names. Returns ((checks, recipients), ...)."""
+    if not isinstance(value, str):
+        return value
+    routes = []
+    for part in (p.strip() for p in value.split(";")):
+        if not part:
+            continue
+        checks, sep, recipients = part.partition(":")
+        names, to = _split_list(checks), _split_list(recipients)
+        assert isinstance(names, tuple) and isinstance(to, tuple)
+        if not sep or not names or not to or recipients.lstrip().startswith("//"):
+            raise ValueError(f"cannot parse route {part!r} (use CHECK[, CHECK]: RECIPIENT[, RECIPIENT]; ...)")
+        routes.append((names, to))
+    return tuple(routes)
+
+
+Channels = Annotated[tuple[str, ...], BeforeValidator(parse_channels)]
+Routes = Annotated[tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], BeforeValidator(parse_routes)]
 
 
 def did_you_mean(word: str, choices: Any) -> str:
@@ -223,6 +261,8 @@ def format_value(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, ZoneInfo):
         return value.key
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):  # routes
+        return "; ".join(f"{', '.join(checks)}: {', '.join(to)}" for checks, to in value)
     if isinstance(value, tuple):
         return ",".join(value)
     if value is None:
