@@ -26,7 +26,7 @@ from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError, error_lines
 PROG = "scraperd"
 
 
-def _settings_help(model: type[config.Common]) -> str:
+def _settings_help(model: type[config.Program]) -> str:
     lines = []
     for key, f in model.model_fields.items():
         default = "" if f.is_required() else f" [{config.format_value(f.default)}]"
@@ -51,6 +51,10 @@ keys only of mode = faker:
 keys only of mode = averager:
 {chr(10).join(line for line in _settings_help(config.AveragerSection).splitlines()
               if line.split()[0] not in config.TargetCommon.model_fields)}
+
+keys of mode = monitor (see `scraperd monitor --help`):
+{chr(10).join(line for line in _settings_help(config.MonitorSection).splitlines()
+              if line.split()[0] not in config.Program.model_fields)}
 """
 
 
@@ -113,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
 
     # operator commands: gen-ini, status, logs (each module registers its own subparser)
-    from scraperd import logview, status, supervisor
+    from scraperd import logview, monitor, status, supervisor
 
-    for module in (supervisor, status, logview):
+    for module in (supervisor, status, monitor, logview):
         module.register(sub)
     return p
 
@@ -124,7 +128,7 @@ Subparsers = argparse._SubParsersAction  # what add_subparsers() returns; argpar
 
 
 def _add_run(sub: Subparsers) -> None:
-    run = sub.add_parser("run", help="run one section (scraper, faker or averager) until maxiter or a signal",
+    run = sub.add_parser("run", help="run one section (scraper, faker, averager or monitor) until maxiter or a signal",
                          description="Run one config section in the foreground; supervisord runs this.",
                          epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                          add_help=False)
@@ -202,8 +206,15 @@ def _check_section(cfg: config.ConfigFile, name: str, *, connect: bool) -> dict[
     try:
         loaded = config.validate(cfg, name)
         s = loaded.settings
-        row.update(mode=s.mode, regime=s.regime.rsplit(":", 1)[-1], source=databases.describe_text(s.source),
+        row.update(mode=s.mode, regime=getattr(s, "regime", "").rsplit(":", 1)[-1],
+                   source=databases.describe_text(getattr(s, "source", "") or ""),
                    target=databases.describe_text(getattr(s, "target", "") or ""))
+        if isinstance(s, config.MonitorSection):
+            from scraperd.monitor import Monitor
+
+            Monitor.of(loaded.of(config.MonitorSection))  # its `sections` name sections of the file
+            row["status"] = "ok"
+            return row
         checked = preflight.preflight(loaded)
     except ConfigError as exc:
         row["errors"] = error_lines(exc)
@@ -324,6 +335,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from scraperd import faker
 
         return faker.run(loaded.of(config.FakerSection))
+    if loaded.mode == "monitor":
+        from scraperd.monitor import daemon as monitor_daemon
+
+        return monitor_daemon.run(loaded.of(config.MonitorSection))
     from scraperd import averager
 
     return averager.run(loaded.of(config.AveragerSection), drop_target=args.drop_target)

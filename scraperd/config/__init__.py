@@ -26,10 +26,10 @@ from scraperd.config.loading import (
 )
 from scraperd.config.models import (
     ALL_KEYS,
+    CHECKS,
     MODELS,
     AveragerSection,
     Common,
-    CHECKS,
     FakerSection,
     MonitorSection,
     Notify,

@@ -1,0 +1,230 @@
+"""`scraperd monitor` on real databases: freshness, source, expected/missing, the one-shot's lines, JSON and
+exit codes, the daemon's rounds, and the configuration of mode = monitor.
+
+The fakers here write live rows (no faker_timestart: date_time is now in source_tz), so the ages the
+checks judge are real ones; stale limits are a few seconds and the tests wait them out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scraperd import cli
+from tests.conftest import wait_until
+from tests.scrapekit import run_section, url_text, write_cfg
+from tests.supervisorkit import SCRAPERD, read_events
+
+STALE = 3  # seconds
+
+
+def fleet_cfg(tmp_path: Path, make_db: Any, **monitor: Any) -> Path:
+    src, tgt = make_db("dcs"), make_db("tgt")
+    return write_cfg(tmp_path / "scraper.cfg", {
+        "adtemp_faker": {"mode": "faker", "regime": "scraperd.regimes.adtemp:AdTemp"},
+        "adtemp_scraper": {"mode": "scraper", "regime": "scraperd.regimes.adtemp:AdTemp", "heartbeat": "1s",
+                           "maxage": "1s", "seed_target_tables": "True", "seed_timestart": "2011-01-01 00:00:00",
+                           "seed_timeend": "2011-01-01 00:00:01"},
+        "monitor": {"mode": "monitor", "every": "1s", "stale_after": f"{STALE}s", "source_stale_after": "30s",
+                    "checks": "freshness, source, expected", "expected_file": str(tmp_path / "expected.txt"),
+                    **monitor},
+    }, defaults={"source": url_text(src), "target": url_text(tgt), "source_tz": "Asia/Shanghai", "interval": "1s",
+                 "sleep": "0s", "timefloor": "2010-01-01 00:00:00"})
+
+
+def monitor(cfg: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    rc = cli.main(["-c", str(cfg), "monitor", *args])
+    return rc, capsys.readouterr().out.splitlines()
+
+
+def monitor_json(cfg: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    rc = cli.main(["-c", str(cfg), "monitor", "--json", *args])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def states(doc: dict[str, Any], check: str) -> list[str]:
+    return [c["state"] for c in doc["checks"] if c["check"] == check]
+
+
+def fake(cfg: Path, rows: int = 3) -> None:
+    """Live DCS rows, one a second (date_time is now: rows of one second would be duplicates)."""
+    run_section(cfg, "adtemp_faker", maxiter=rows, sleep="1s")
+
+
+def scrape(cfg: Path) -> None:
+    run_section(cfg, "adtemp_scraper", catch_up=True)
+
+
+def test_fresh_target_and_source_are_ok_and_the_one_shot_prints_nagios_lines(tmp_path, make_db, capsys):
+    cfg = fleet_cfg(tmp_path, make_db)
+    fake(cfg)
+    scrape(cfg)
+    rc, lines = monitor(cfg, capsys)
+    assert rc == 0, lines
+    assert lines[0].startswith("SCRAPERD OK - 0 critical, 0 unknown, 0 warning, 2 ok |"), lines
+    assert any(line.startswith("OK       freshness adtemp_scraper DcsAdTemp sitemask=32,subsite=1") for line in lines)
+    assert any(line.startswith("OK       source adtemp_faker DBNS_SAB_Temp: writing") for line in lines)
+
+
+def test_a_scraper_that_stops_writing_goes_critical_and_recovers(tmp_path, make_db, capsys):
+    cfg = fleet_cfg(tmp_path, make_db)
+    fake(cfg)
+    scrape(cfg)
+    time.sleep(STALE + 1.5)
+    fake(cfg)  # the DCS goes on writing, the scraper does not
+    rc, doc = monitor_json(cfg, capsys)
+    assert rc == 2 and doc["state"] == "CRITICAL" and doc["exit_code"] == 2
+    (fresh,) = [c for c in doc["checks"] if c["check"] == "freshness"]
+    assert fresh["state"] == "CRITICAL" and fresh["summary"].startswith("stale: no record inserted for"), fresh
+    assert (fresh["section"], fresh["table"]) == ("adtemp_scraper", "DcsAdTemp")
+    assert states(doc, "source") == ["OK"]
+    scrape(cfg)
+    rc, doc = monitor_json(cfg, capsys)
+    assert rc == 0 and states(doc, "freshness") == ["OK"], doc
+
+
+def test_a_silent_dcs_is_the_source_checks_critical_not_the_scrapers(tmp_path, make_db, capsys):
+    cfg = fleet_cfg(tmp_path, make_db)
+    fake(cfg)
+    scrape(cfg)
+    time.sleep(STALE + 1.5)
+    rc, doc = monitor_json(cfg, capsys, "--set", f"source_stale_after={STALE}s")
+    assert rc == 2
+    (src,) = [c for c in doc["checks"] if c["check"] == "source"]
+    assert src["state"] == "CRITICAL" and src["summary"].startswith("silent: newest date_time"), src
+    assert src["table"] == "DBNS_SAB_Temp"
+    (fresh,) = [c for c in doc["checks"] if c["check"] == "freshness"]
+    assert fresh["state"] == "WARNING" and "up to date with its source" in fresh["summary"], fresh
+
+
+def test_a_target_that_cannot_be_read_is_critical_with_the_error(tmp_path, make_db, capsys):
+    cfg = fleet_cfg(tmp_path, make_db)
+    fake(cfg)  # the scraper never ran: no target tables
+    rc, doc = monitor_json(cfg, capsys)
+    assert rc == 2
+    (fresh,) = [c for c in doc["checks"] if c["check"] == "freshness"]
+    assert fresh["state"] == "CRITICAL" and fresh["summary"].startswith("cannot tell:"), fresh
+
+
+def test_gen_expected_adds_only_and_missing_pairs_are_critical_until_a_record_comes(tmp_path, make_db, capsys):
+    cfg = fleet_cfg(tmp_path, make_db, expected_period="3s")
+    fake(cfg)
+    scrape(cfg)
+    rc, lines = monitor(cfg, capsys, "--gen-expected")
+    assert rc == 0 and lines[-1].startswith("1 pairs added, 0 already expected"), lines
+    path = tmp_path / "expected.txt"
+    (pair,) = [line for line in path.read_text().splitlines() if not line.startswith("#")]
+    assert pair.split("\t")[1:] == ["DcsAdTemp", "sitemask=32,subsite=1,simmask=1,task=0"]
+    # an operator expects a context that never had a record (another subsite)
+    path.write_text(path.read_text() + pair.replace("subsite=1", "subsite=7") + "\n")
+    rc, lines = monitor(cfg, capsys, "--gen-expected")
+    assert lines[-1].startswith("0 pairs added, 2 already expected"), lines
+    rc, doc = monitor_json(cfg, capsys)
+    by_context = {c["context"]: c for c in doc["checks"] if c["check"] == "expected"}
+    assert by_context["sitemask=32,subsite=1,simmask=1,task=0"]["state"] == "OK"
+    gone = by_context["sitemask=32,subsite=7,simmask=1,task=0"]
+    assert gone["state"] == "CRITICAL" and gone["summary"].startswith("MISSING: no record at all"), gone
+    time.sleep(4.5)  # the period passes with no new record: the present pair goes missing too
+    rc, doc = monitor_json(cfg, capsys, "--set", "checks=expected")
+    assert states(doc, "expected") == ["CRITICAL", "CRITICAL"], doc
+    assert rc == 2
+    fake(cfg)
+    scrape(cfg)  # a later record clears it
+    rc, doc = monitor_json(cfg, capsys, "--set", "checks=expected")
+    assert sorted(states(doc, "expected")) == ["CRITICAL", "OK"], doc
+    assert "subsite=7" in path.read_text()  # nothing removed automatically
+
+
+def test_a_malformed_expected_file_is_one_line_naming_file_and_line(tmp_path, make_db, capsys):
+    cfg = fleet_cfg(tmp_path, make_db)
+    (tmp_path / "expected.txt").write_text("# header\nonly two\tfields\n")
+    rc = cli.main(["-c", str(cfg), "monitor"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 78
+    assert err == [f"{tmp_path / 'expected.txt'}: line 2: expected TARGET<TAB>TABLE<TAB>CONTEXT, got 'only two\\tfields'"]
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("checks", "freshnes", "checks: 'freshnes' is not a check (freshness, source, expected, replication, fleet) "
+                           "(did you mean 'freshness'?)"),
+    ("every", "5 minutes", "every: cannot parse '5 minutes' as a duration (use 10s, 1m, 1h)"),
+    ("notify", "email", "mail_to: required when notify names email (or a route with an address)"),
+    ("notify", "sms", "notify: 'sms' is not a channel (email, http)"),
+    ("routes", "source dcs@lab.org", "routes: cannot parse route 'source dcs@lab.org' (use CHECK[, CHECK]: "
+                                     "RECIPIENT[, RECIPIENT]; ...)"),
+    ("sections", "nosuch", "sections: no section 'nosuch' in the file"),
+    ("regime", "scraperd.regimes.adtemp:AdTemp", "regime: not used by mode = monitor (it is a scraper, faker, "
+                                                 "averager key)"),
+])
+def test_a_broken_monitor_section_is_one_line_and_exit_78(tmp_path, capsys, key, value, message):
+    cfg = write_cfg(tmp_path / "scraper.cfg", {"monitor": {"mode": "monitor", key: value}})
+    for argv in (["monitor"], ["run", "monitor"], ["check-config", "--no-connect"]):
+        rc = cli.main(["-c", str(cfg), *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 78, argv
+        assert f"[monitor] {message}" in err[0], (argv, err)
+
+
+def test_show_and_run_help_list_the_monitor_keys(tmp_path, capsys):
+    cfg = write_cfg(tmp_path / "scraper.cfg", {"monitor": {"mode": "monitor", "every": "2m"}})
+    assert cli.main(["-c", str(cfg), "show", "monitor"]) == 0
+    out = capsys.readouterr().out
+    assert "every                        2m" in out and "renotify                     12h" in out
+    assert cli.main(["-c", str(cfg), "run", "monitor", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "replica_max_seqnos" in out and "stale_after" in out
+
+
+def test_the_daemon_runs_rounds_logs_changes_and_stops_on_sigterm(tmp_path, make_db):
+    cfg = fleet_cfg(tmp_path, make_db)
+    fake(cfg)
+    scrape(cfg)
+    log = tmp_path / "monitor.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(SCRAPERD), "-c", str(cfg), "run", "monitor", "--set", "every=1h"],
+                                stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ})
+    try:
+        wait_until(lambda: any(e["event"] == "monitor_round" for e in read_events(log)), timeout=30,
+                   what="the first monitor_round")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0  # the hour's wait ends at once
+    finally:
+        proc.kill()
+    events = read_events(log)
+    (first,) = [e for e in events if e["event"] == "monitor_round"]
+    assert (first["state"], first["ok"], first["critical"]) == ("OK", 2, 0)  # no expected file yet: 2 checks
+    assert [e["reason"] for e in events if e["event"] == "shutdown"] == ["SIGTERM"]
+    assert not [e for e in events if e["event"] == "check_changed"]  # all OK from the start: nothing changed
+
+
+def test_the_daemon_logs_check_changed_once_per_change(tmp_path, make_db):
+    cfg = fleet_cfg(tmp_path, make_db)
+    fake(cfg)
+    scrape(cfg)
+    events = run_section_monitor(cfg, maxiter=STALE + 3, source_stale_after=f"{STALE}s")
+    changed = [e for e in events if e["event"] == "check_changed"]
+    # the DCS falls silent while the monitor watches: source OK -> CRITICAL, freshness OK -> WARNING, once each
+    assert sorted((e["check"], e["previous_state"], e["state"]) for e in changed) == [
+        ("freshness", "OK", "WARNING"), ("source", "OK", "CRITICAL")], [(e["check"], e["summary"]) for e in changed]
+    rounds = [e for e in events if e["event"] == "monitor_round"]
+    assert len(rounds) == STALE + 3 and rounds[0]["state"] == "OK" and rounds[-1]["state"] == "CRITICAL"
+
+
+def run_section_monitor(cfg: Path, **overrides: Any) -> list[dict[str, Any]]:
+    """The monitor daemon in this process for maxiter rounds; its events."""
+    import structlog
+
+    from scraperd import config
+    from scraperd.monitor import daemon
+
+    loaded = config.load_section(cfg, "monitor", {k: str(v) for k, v in overrides.items()})
+    with structlog.testing.capture_logs() as events:
+        assert daemon.run(loaded.of(config.MonitorSection)) == 0
+    return events
