@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scraperd import config
+from scraperd import config, databases
 from scraperd.errors import ConfigError, error_lines
 from scraperd.monitor import checks, expected
 from scraperd.monitor.results import CheckResult, State, worst
@@ -55,6 +55,11 @@ class Monitor:
         for name in s.sections:
             if name not in cfg.sections:
                 raise loaded.error("sections", f"no section {name!r} in the file")
+        for name in s.chain:  # a ~/.my.cnf section that is not there: exit 78 before any round
+            try:
+                databases.resolve(name)
+            except ConfigError as exc:
+                raise loaded.error("chain", f"{name}: {exc.message}" + (f" ({exc.file})" if exc.file else "")) from None
         names = s.sections or [n for n in cfg.sections if _mode(cfg, n) != "monitor"]
         sections, broken = [], []
         for name in names:
