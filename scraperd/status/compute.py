@@ -131,7 +131,7 @@ def _seed_validity(s: config.TargetCommon) -> tuple[datetime, datetime] | None:
     return sampling.to_utc(s.seed_timestart, s.source_tz), sampling.to_utc(s.seed_timeend, s.source_tz)
 
 
-def _heads(dbs: Databases, s: config.Section, regime: type[Regime]) -> dict[str, datetime | None | BaseException]:
+def _heads(dbs: Databases, s: config.ScraperSection | config.FakerSection | config.AveragerSection, regime: type[Regime]) -> dict[str, datetime | None | BaseException]:
     """Source head (latest date_time, local) per source name, or the error met reading it."""
     out: dict[str, datetime | None | BaseException] = {}
     delay = s.source_delay if isinstance(s, config.ScraperSection) else timedelta(0)
@@ -226,6 +226,8 @@ def _source_head(name: str, head: datetime | None | BaseException) -> SourceHead
 def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> tuple[SourceHead | ContextStatus, ...]:
     """The per-source rows of one validated section."""
     s = loaded.settings
+    if isinstance(s, config.MonitorSection):  # reads no source of its own: its program's state only
+        return ()
     regime = s.regime_cls
     heads = _heads(dbs, s, regime)
     if not isinstance(s, config.TargetCommon):  # a faker: its source heads only
@@ -294,7 +296,8 @@ def section_entry(cfg: config.ConfigFile, name: str, procs: dict[str, ProgramSta
         return entry  # supervisord did not answer: state "-"
     if proc is None:
         return replace(entry, state="absent")
-    return replace(entry, state=proc.state, pid=proc.pid, uptime_s=proc.uptime_s)
+    return replace(entry, state=proc.state, pid=proc.pid, uptime_s=proc.uptime_s, description=proc.description or None,
+                   exitstatus=proc.exitstatus, spawnerr=proc.spawnerr or None, unexpected_exit=proc.unexpected_exit)
 
 
 def collect(cfg: config.ConfigFile, names: Sequence[str], supervisor_conf: Path | None, dbs: Databases,
