@@ -108,25 +108,28 @@ def test_status_reports_last_record_head_lag_and_recent_propagations(make_db, tm
 
     rc, table = status_of(cfg, no_supervisord, capsys)
     assert rc == 0
-    header, faker_line, scraper_line, footer = table.splitlines()
+    header, faker_line, scraper_line, footer, state = table.splitlines()
     assert header.split() == ["SECTION", "MODE", "STATE", "UPTIME", "SOURCE", "SEQNO", "TIMESTART(UTC)",
                               "INSERTDATE(UTC)", "HEAD(local)", "LAG", "HB", "PROP/1H", "LATE/24H", "NOTE"]
     assert faker_line.split() == ["adtemp_faker", "faker", "-", "-", "DBNS_SAB_Temp", "2011-02-01", "00:06:40"]
     assert scraper_line.split()[:7] == ["adtemp_scraper", "scraper", "-", "-", "DBNS_SAB_Temp", "4", "2011-01-31"]
     assert scraper_line.split()[-5:] == ["00:06:40", "0:02:00", "12.0", "3", "0"]  # head, lag, hb, prop/1h, late
     assert footer.startswith("supervisord: not answering at unix://")
+    assert state == "status: OK"
 
     # effective heartbeats are heartbeat × (offset+1); the lag is read against each scraper's own limit
     manual_cfg(cfg, url_text(src), url_text(tgt), offset="1", status_maxlag="1m")
     rc, out = status_of(cfg, no_supervisord, capsys, "adtemp_scraper", "--json")
-    assert rc == 1
+    assert rc == 2  # CRITICAL
     doc = json.loads(out)
+    assert (doc["state"], doc["sections"][0]["check_state"]) == ("CRITICAL", "CRITICAL")
     (row,) = doc["sections"][0]["sources"]
     assert (row["lag_heartbeats"], row["lagging"]) == (6.0, True)
     assert doc["lagging"] == ["adtemp_scraper:DBNS_SAB_Temp"]
     rc, table = status_of(cfg, no_supervisord, capsys)
-    assert rc == 1
+    assert rc == 2
     assert "LAGGING (> 0:01:00)" in table
+    assert table.splitlines()[-1] == "status: CRITICAL (1 lagging: adtemp_scraper)"
     manual_cfg(cfg, url_text(src), url_text(tgt), status_maxlag="2m")  # exactly 2 minutes is not more
     assert status_of(cfg, no_supervisord, capsys)[0] == 0
 
@@ -162,7 +165,8 @@ def test_an_averager_not_run_yet_is_a_note_not_a_failure(make_db, tmp_path, no_s
         "source_tz": "Asia/Shanghai"}})
     rc, out = status_of(broken, no_supervisord, capsys, "--json")
     doc = json.loads(out)
-    assert rc == 1 and doc["failing"] == ["adlid_averager"]
+    # nothing at all could be read (its only section, and no supervisord): UNKNOWN
+    assert rc == 3 and doc["failing"] == ["adlid_averager"] and doc["state"] == "UNKNOWN"
     assert all("no database file" in r["error"] and r["note"] is None for r in doc["sections"][0]["sources"])
 
 
@@ -180,7 +184,7 @@ def test_status_never_creates_a_missing_database_and_says_which(tmp_path, no_sup
     cfg = manual_cfg(tmp_path / "scraper.cfg", f"sqlite:///{tmp_path / 'no' / 's.db'}",
                      f"sqlite:///{tmp_path / 'no' / 't.db'}")
     rc, out = status_of(cfg, no_supervisord, capsys, "--json")
-    assert rc == 1
+    assert rc == 3  # neither database, nor supervisord: nothing could be read
     doc = json.loads(out)
     assert doc["failing"] == ["adtemp_scraper"]
     assert doc["sections"][1]["sources"][0]["error"].startswith(f"no database file {tmp_path / 'no' / 't.db'}")
@@ -204,7 +208,7 @@ def test_status_masks_a_password_met_in_a_database_url(tmp_path, no_supervisord,
     run_section(cfg, "adtemp_faker", maxiter=1)
     for args in ((), ("--json",)):
         rc, out = status_of(cfg, no_supervisord, capsys, *args)
-        assert rc == 1 and "s3cr3t-pw" not in out
+        assert rc == 2 and "s3cr3t-pw" not in out  # the faker's source was read: the target's failure is CRITICAL
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -18,8 +18,12 @@ column's header says which.
     render.py    the results as the table, or as the --json document
     here         the command: which sections, which supervisord, the exit code
 
-Exit 0; 1 when a scraper lags more than its status_maxlag or its databases cannot be read; 78 when
-a section's configuration is broken. Reads only: a missing SQLite file is reported, never created,
+The exit code is the nagios one of the fleet's state (results.py; as `scraperd monitor`'s):
+0 OK; 1 WARNING: a scraper STOPPED but not lagging, a program in BACKOFF or absent from supervisord;
+2 CRITICAL: a scraper lagging more than its status_maxlag, a scraper or averager whose databases
+cannot be read (or a scraper without any record), a program FATAL or EXITED unexpectedly; 3 UNKNOWN:
+nothing could be read at all (supervisord does not answer and no section's databases could be
+read); 78 when a section's configuration is broken, whatever the rest. Reads only: a missing SQLite file is reported, never created,
 and no password is printed (databases are named by their config value; any password met while
 resolving them is masked in the output as well).
 """
@@ -39,9 +43,10 @@ from scraperd.supervisor import ALL, DEFAULT_LOG_DIR, SUPERVISORD_CONF
 
 
 def exit_code(fleet: FleetStatus) -> int:
+    """78 for a broken section, else the fleet's state: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
     if fleet.config_errors:
         return EX_CONFIG
-    return 1 if fleet.lagging or fleet.failing else 0
+    return int(fleet.state)
 
 
 def _supervisor_conf(args: argparse.Namespace) -> Path | None:
@@ -84,8 +89,16 @@ its log file (and the rotated ones before it): the file supervisord names for th
 var/log/<section>.log, or in --logdir; "-" when the file cannot be read, with the reason below the
 table. STATE is supervisord's ("-" when it does not answer, "absent" when it has no such program).
 A time column's header names its zone: (UTC) as DBI holds it, (local) the section's source_tz.
-Exit 1 when a scraper lags more than its status_maxlag or cannot be read, 78 on a broken section;
-an averager whose target has no record yet (it is run by hand, now and then) is noted "not run
+The last line names the state and what made it ("status: WARNING (1 stopped: adtemp_scraper)");
+--json gives it as "state", and each section's as "check_state". Exit codes (nagios'):
+  0  OK
+  1  WARNING: a scraper STOPPED but not lagging; a program in BACKOFF, or absent from supervisord
+  2  CRITICAL: a scraper or averager lagging more than its status_maxlag, or whose databases cannot
+     be read (a scraper with no record yet); a program FATAL, or EXITED with a status not expected
+  3  UNKNOWN: nothing could be read: supervisord does not answer and no section's database could be
+     read (supervisord not answering alone changes nothing: STATE is "-")
+  78 a broken section, whatever the rest
+An averager whose target has no record yet (it is run by hand, now and then) is noted "not run
 yet", not failing. Late rows never change the exit code.
 
 config keys read: source, target, kls, source_tz, source_delay, timefloor, heartbeat, offset,

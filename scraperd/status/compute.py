@@ -296,7 +296,8 @@ def section_entry(cfg: config.ConfigFile, name: str, procs: dict[str, ProgramSta
         return entry  # supervisord did not answer: state "-"
     if proc is None:
         return replace(entry, state="absent")
-    return replace(entry, state=proc.state, pid=proc.pid, uptime_s=proc.uptime_s)
+    return replace(entry, state=proc.state, pid=proc.pid, uptime_s=proc.uptime_s, description=proc.description or None,
+                   exitstatus=proc.exitstatus, spawnerr=proc.spawnerr or None, unexpected_exit=proc.unexpected_exit)
 
 
 def collect(cfg: config.ConfigFile, names: Sequence[str], supervisor_conf: Path | None, dbs: Databases,

@@ -11,6 +11,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from scraperd.monitor.results import State
 from scraperd.status.results import ContextStatus, FleetStatus, SectionStatus, SourceHead
 
 TIME = "%Y-%m-%d %H:%M:%S"
@@ -39,13 +40,16 @@ def _encode(value: object) -> str:
 
 
 def document(fleet: FleetStatus) -> dict[str, Any]:
-    """The `--json` document: the dataclasses' fields, and the lists a script checks first."""
+    """The `--json` document: the dataclasses' fields, each section's check_state, and what a script
+    checks first: the overall state (the exit code's name) and the lists."""
     doc = dataclasses.asdict(fleet)
-    for entry in doc["sections"]:
+    for entry, section in zip(doc["sections"], fleet.sections, strict=True):
         if entry["log"] is None:  # late rows are counted for scrapers only: only theirs carry the key
             for row in entry["sources"]:
                 row.pop("late_rows_24h", None)
-    return {**doc, "lagging": fleet.lagging, "failing": fleet.failing, "config_errors": fleet.config_errors}
+        entry["check_state"] = section.check_state.name
+    return {**doc, "state": fleet.state.name, "lagging": fleet.lagging, "failing": fleet.failing,
+            "config_errors": fleet.config_errors}
 
 
 def to_json(fleet: FleetStatus) -> str:
@@ -117,6 +121,16 @@ def _footer(fleet: FleetStatus) -> list[str]:
                     for e in fleet.sections if e.log is not None and e.log.error]
 
 
+def state_line(fleet: FleetStatus) -> str:
+    """`status: WARNING (1 stopped: adtemp_scraper)`: the exit code's name, and what made it."""
+    state = fleet.state
+    if state is State.UNKNOWN:
+        return "status: UNKNOWN (supervisord does not answer and no database could be read)"
+    why = "; ".join(f"{len(names)} {word}: {', '.join(names)}" for word, names in fleet.problems().items())
+    return f"status: {state.name} ({why})" if why else f"status: {state.name}"
+
+
 def render(fleet: FleetStatus) -> str:
-    """The table, one line per source, and a footer: supervisord, and log files that could not be read."""
-    return "\n".join(_aligned(table_rows(fleet)) + _footer(fleet))
+    """The table, one line per source, a footer (supervisord, log files that could not be read) and the
+    state line last."""
+    return "\n".join([*_aligned(table_rows(fleet)), *_footer(fleet), state_line(fleet)])
