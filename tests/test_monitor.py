@@ -228,3 +228,30 @@ def run_section_monitor(cfg: Path, **overrides: Any) -> list[dict[str, Any]]:
     with structlog.testing.capture_logs() as events:
         assert daemon.run(loaded.of(config.MonitorSection)) == 0
     return events
+
+
+def test_the_monitor_compares_its_chain_hop_by_hop(tmp_path, capsys):
+    """A chain of two SQLite files: the replica a copy of the target, then left behind."""
+    import shutil
+
+    from tests.scrapekit import write_cfg as _write
+
+    src, tgt, replica = (tmp_path / n for n in ("dcs.db", "tgt.db", "replica.db"))
+    cfg = _write(tmp_path / "scraper.cfg", {
+        "adtemp_faker": {"mode": "faker", "regime": "scraperd.regimes.adtemp:AdTemp"},
+        "adtemp_scraper": {"mode": "scraper", "regime": "scraperd.regimes.adtemp:AdTemp", "heartbeat": "1s",
+                           "maxage": "1s", "seed_target_tables": "True", "seed_timestart": "2011-01-01 00:00:00",
+                           "seed_timeend": "2011-01-01 00:00:01"},
+        "monitor": {"mode": "monitor", "checks": "replication", "chain": f"sqlite:///{tgt}, sqlite:///{replica}",
+                    "replica_max_seqnos": "0"},
+    }, defaults={"source": f"sqlite:///{src}", "target": f"sqlite:///{tgt}", "interval": "1s", "sleep": "0s",
+                 "timefloor": "2010-01-01 00:00:00"})
+    fake(cfg)
+    scrape(cfg)
+    shutil.copy(tgt, replica)
+    rc, lines = monitor(cfg, capsys)
+    assert rc == 0 and lines[1].startswith(f"OK       replication DcsAdTemp sqlite:///{tgt}->sqlite:///{replica}"), lines
+    fake(cfg)
+    scrape(cfg)  # the master moves on, the replica does not
+    rc, lines = monitor(cfg, capsys)
+    assert rc in (1, 2) and "SEQNOs behind" in lines[1], lines
