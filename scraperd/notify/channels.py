@@ -11,6 +11,7 @@ private CA, or a test's self-signed certificate); a caller may pass its own ssl.
 
 from __future__ import annotations
 
+import email.policy
 import json
 import os
 import smtplib
@@ -29,6 +30,9 @@ from scraperd.errors import ConfigError
 from scraperd.notify.message import Message
 
 PASSWORD_ENV = "SCRAPERD_SMTP_PASSWORD"
+# Long lines are allowed up to RFC 5322's 998: folding a subject that starts with "[scraperd]" puts the
+# fold right after "Subject:", and some readers then show it with a leading blank.
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
 CAFILE_ENV = "SCRAPERD_SMTP_CAFILE"
 
 
@@ -86,7 +90,7 @@ class Mailer:
         return self.tls or ssl.create_default_context(cafile=os.environ.get(CAFILE_ENV) or None)
 
     def send(self, message: Message, to: str) -> None:
-        mail = EmailMessage()
+        mail = EmailMessage(policy=_POLICY)
         mail["Subject"] = message.subject()
         mail["From"] = self.sender
         mail["To"] = to

@@ -47,6 +47,11 @@ class ProgressNotifier:
         self.step = -1                     # progress_every steps posted
         self.started = self.finished = False
 
+    @classmethod
+    def off(cls, section: str, job: str) -> ProgressNotifier:
+        """One that posts nothing (as for a section without `notify`)."""
+        return cls(Notify.model_validate({}), section, job)
+
     @property
     def active(self) -> bool:
         return self.deliveries is not None
