@@ -203,14 +203,14 @@ class HttpSink(_Sink[Post]):
             failing = self.fail_left > 0
             self.fail_left -= failing
         post.status = 500 if failing else 200
-        handler.send_response(post.status)
-        handler.send_header("Content-Length", "0")
-        handler.end_headers()
-        if failing:
+        if failing:  # recorded before the answer: a client that got its answer finds its post here
             with self.cond:
                 self.failed.append(post)
         else:
             self._record(post)
+        handler.send_response(post.status)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
 
     def __enter__(self) -> HttpSink:
         self.thread.start()
