@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from scraperd import config, lifecycle, logsetup, preflight, retry
+from scraperd import config, lifecycle, logsetup, notify, preflight, retry
 from scraperd.averager import grid
 from scraperd.averager.grid import Unit, cells, in_order, validity
 from scraperd.averager.queries import (
@@ -116,9 +116,10 @@ class Averager:
     """One averager section at work."""
 
     def __init__(self, loaded: config.Loaded[config.AveragerSection], stop: threading.Event, *,
-                 drop_target: bool = False) -> None:
+                 drop_target: bool = False, notice: notify.ProgressNotifier | None = None) -> None:
         s = loaded.settings
         self.loaded, self.s, self.stop = loaded, s, stop
+        self.notice = notice or notify.ProgressNotifier.off(loaded.name, "averager")
         self.binsize_s = int(s.binsize.total_seconds())  # whole seconds: config.AveragerSection checks
         self.target_url, self.target, self.spec = preflight.open_target(loaded)
         self.drop_target = drop_target
@@ -161,6 +162,7 @@ class Averager:
         run = Running(tables, columns, spec.filter, plans, cells([p.bins for p in plans], s.territory))
         self.progress.close()
         self.progress = Progress(sum(len(c) for c in self._todo(run)))  # grouped queries of this run
+        self.notice.start(self.cells_done + len(self._todo(run)))  # posted once; a reconnect updates the total
         return run
 
     def _columns(self, spec: aggregate.AggregateSpec) -> Columns:
@@ -239,11 +241,15 @@ class Averager:
                     return lifecycle.signal_name(self.stop)
                 pending.records.extend(self._cell(run, queries, len(cell)))
                 pending.cells += 1
+                self.notice.advance(self.cells_done + pending.cells)  # queried; written in batches
                 if pending.due():
                     self._commit(run, pending)
                     pending.since = time.monotonic()
         self._commit(run, pending)
-        return "maxiter" if len(todo) < len(run.cells) else "done"
+        if len(todo) < len(run.cells):
+            return "maxiter"
+        self.notice.finish("completed")
+        return "done"
 
     def _cell(self, run: Running, queries: Queries, units: int) -> list[tuple[Plan, Record]]:
         """One cell's queries in (each one sampled), and its records in (bin, source) order."""
@@ -322,6 +328,10 @@ def run(loaded: config.Loaded[config.AveragerSection], drop_target: bool = False
     """Average a section's complete bins (at most maxiter cells of the territory grid), then exit 0.
 
     SIGTERM stops between cells, after writing the finished ones. Configuration errors
-    raise ConfigError (exit 78), --drop-target on offline_db among them.
+    raise ConfigError (exit 78), --drop-target on offline_db among them. With `notify`, the run's
+    progress is posted: running, every progress_every %, completed / aborted (signal, maxiter) / failed.
     """
-    return lifecycle.serve(loaded, lambda stop: Averager(loaded, stop, drop_target=drop_target), log, stop)
+    notice = notify.for_job(loaded, "averager", unit="cells")
+    with notice.reporting():
+        return lifecycle.serve(loaded, lambda stop: Averager(loaded, stop, drop_target=drop_target, notice=notice),
+                               log, stop)

@@ -32,11 +32,11 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from scraperd import config, lifecycle, logsetup, preflight, retry
+from scraperd import config, lifecycle, logsetup, notify, preflight, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, create_tables
@@ -92,7 +92,7 @@ class ScraperDaemon:
     """One scraper section at work."""
 
     def __init__(self, loaded: config.Loaded[config.ScraperSection], stop: threading.Event, *,
-                 until_caught_up: bool = False) -> None:
+                 until_caught_up: bool = False, notice: notify.ProgressNotifier | None = None) -> None:
         s = loaded.settings
         self.loaded, self.s, self.stop = loaded, s, stop
         self.regime_cls: type[Regime] = s.regime_cls
@@ -112,6 +112,8 @@ class ScraperDaemon:
         self.iterations = 0
         self.replays = 0  # iterations that only replay skipped propagations: maxiter does not count them
         self.propagations = 0
+        self.notice = notice or notify.ProgressNotifier.off(loaded.name, "catch-up")
+        self.catch_up: list[tuple[datetime, timedelta]] = []  # per source: tcursor at the first start, lag then
 
     # ------------------------------------------------------------------------------------------------------
     # start-up: the one path for start, restart and reconnect
@@ -132,7 +134,20 @@ class ScraperDaemon:
                 self.late.start(conn, cur.table, cur.sampler)
         run = Run(tables, cursors, agg, flush_at=schedule.FLUSH_RECORDS)
         self._tune(run)  # a restart far behind catches up at once, without first sleeping `sleep` per sample
+        if self.notice.active and not self.catch_up:
+            self._catch_up_started(run)
         return run
+
+    def _catch_up_started(self, run: Run) -> None:
+        """--catch-up progress counts source time: per source, from its tcursor at the first start to its head then."""
+        self.catch_up = [(c.sampler.tcursor, max(h - c.sampler.tcursor, timedelta(0)) if h else timedelta(0))
+                         for c, h in zip(run.cursors, run.heads, strict=True)]
+        self.notice.start(int(sum(lag.total_seconds() for _, lag in self.catch_up)))
+
+    def _catch_up_progress(self, run: Run) -> None:
+        """The source time read of what there was to read at the first start (notified per progress_every %)."""
+        self.notice.advance(int(sum(min(max(c.sampler.tcursor - t0, timedelta(0)), lag).total_seconds()
+                                    for c, (t0, lag) in zip(run.cursors, self.catch_up, strict=True))))
 
     def _reflect(self, conn: sa.Connection) -> list[SourceTable]:
         """The regime's source tables as they are now; a column lost since the first start-up is an
@@ -208,6 +223,8 @@ class ScraperDaemon:
                 break
             self.iterations += 1
             collected, replay = self._iterate(run)
+            if self.notice.active:
+                self._catch_up_progress(run)
             self.replays += replay and run.sleep_s == 0  # catching up: at the head, every iteration counts
             if not (collected and run.sleep_s == 0) or self.stop.is_set():  # behind: commit in batches
                 self.flush(run)
@@ -215,6 +232,7 @@ class ScraperDaemon:
                 break
             if not collected and self.until_caught_up:
                 self.flush(run, final=True)
+                self.notice.finish("completed")
                 return "caught_up"
             wait = schedule.wait_s(collected, run.sleep_s, s.sleep.total_seconds())
         else:  # the loop ran out of iterations (no break)
@@ -396,7 +414,12 @@ def run(loaded: config.Loaded[config.ScraperSection], stop: threading.Event | No
         until_caught_up: bool = False) -> int:
     """Run a scraper section until maxiter, a signal, or (until_caught_up) the first idle iteration.
 
-    Exit 0 on all of these; configuration errors raise ConfigError (exit 78).
+    Exit 0 on all of these; configuration errors raise ConfigError (exit 78). With `notify`, a
+    catch-up posts its progress (source time read): running, every progress_every %, completed /
+    aborted (signal, maxiter) / failed.
     """
-    return lifecycle.serve(loaded, lambda stop: ScraperDaemon(loaded, stop, until_caught_up=until_caught_up),
-                           log, stop)
+    notice = (notify.for_job(loaded, "catch-up", unit="s of source time") if until_caught_up
+              else notify.ProgressNotifier.off(loaded.name, "run"))
+    with notice.reporting():
+        return lifecycle.serve(loaded, lambda stop: ScraperDaemon(loaded, stop, until_caught_up=until_caught_up,
+                                                                  notice=notice), log, stop)
