@@ -41,7 +41,7 @@ def fleet(tmp_path: Path, sv: Supervisor, smtp: SmtpSink, http: HttpSink) -> Pat
         "adtemp_scraper": {"mode": "scraper", "regime": ADTEMP, "heartbeat": "1s", "maxage": "2s",
                            "seed_target_tables": "True", "seed_timestart": "2011-01-01 00:00:00",
                            "seed_timeend": "2011-01-01 00:00:01"},
-        "monitor": {"mode": "monitor", "every": "1s", "stale_after": f"{STALE_S}s", "renotify": f"{RENOTIFY_S}s",
+        "monitor": {"mode": "monitor", "supervisor_autostart": "False", "every": "1s", "stale_after": f"{STALE_S}s", "renotify": f"{RENOTIFY_S}s",
                     "checks": "freshness, source, fleet", "supervisor_conf": str(sv.conf),
                     "state_file": str(tmp_path / "monitor-state.sqlite"),
                     "notify": "email, http", "smtp_host": "127.0.0.1", "smtp_port": str(smtp.port),
@@ -51,6 +51,17 @@ def fleet(tmp_path: Path, sv: Supervisor, smtp: SmtpSink, http: HttpSink) -> Pat
     }, defaults={"source": f"sqlite:///{tmp_path / 'dcs.db'}", "target": f"sqlite:///{tmp_path / 'tgt.db'}",
                  "source_tz": "Asia/Shanghai", "interval": "1s", "sleep": "1s", "timefloor": "2010-01-01 00:00:00",
                  "supervisor_startsecs": "1", "supervisor_stopwaitsecs": "20"})
+
+
+def fresh_record(target: Path) -> bool:
+    """The scraper has written a record after its seed."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(target) as conn:
+            return bool(conn.execute("SELECT count(*) FROM DcsAdTempVld WHERE TIMESTART > '2020-01-01'").fetchone()[0])
+    except sqlite3.Error:
+        return False
 
 
 def rounds(sv: Supervisor) -> list[dict[str, Any]]:
@@ -69,8 +80,11 @@ def test_a_stopped_scraper_is_notified_once_renotified_then_recovered(tmp_path, 
         cfg = fleet(tmp_path, sv, smtp, http)
         assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "-o", str(sv.conf_d), "--logdir", str(sv.logdir)]) == 0
         sv.start()
-        for name in ("adtemp_faker", "adtemp_scraper", "monitor"):
+        for name in ("adtemp_faker", "adtemp_scraper"):
             sv.wait_state(name, "RUNNING")
+        wait_until(lambda: fresh_record(tmp_path / "tgt.db"), timeout=30, what="the scraper's first record")
+        sv.ctl("start", "monitor")  # once the fleet flows: its first round is all OK
+        sv.wait_state("monitor", "RUNNING")
         wait_until(lambda: any(r["state"] == "OK" for r in rounds(sv)), timeout=30, what="a round all OK")
         note("fleet RUNNING, monitor round OK; mails: 0, POSTs: 0")
         assert smtp.messages == [] and http.messages == []  # a first-ever OK is no news
