@@ -14,6 +14,12 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
     territory     averager: the territory bins of a source (count, first, last)
     progress      long work (averager): done, total, rows_per_s, eta_s
     shutdown      clean stop: reason (SIGTERM, SIGINT, maxiter, caught_up)
+    monitor_round a round of the monitor's checks: round, state, critical, unknown, warning, ok, elapsed_s
+    check_changed a check's state changed (or it is first seen bad): check, state, previous_state, summary,
+                  section, table, context (info when OK, warning when WARNING, error otherwise)
+    notify_sent   a notification delivered: channel (email|http), recipient, check, state, previous_state
+    notify_failed a delivery attempt failed: channel, recipient, check, state, attempt, attempts, error,
+                  action ("retrying in Ns", "gave up": sent again next round, "abandoned" at exit)
     warning-level events name the condition: aggregate_empty, aggregate_mismatch, bad_row,
                   binsize_changed, duplicate_date_time, empty_record, late_row, late_rows_unwatched,
                   non_transactional_target (at start-up: a MyISAM target, written under LOCK TABLES;

@@ -104,16 +104,20 @@ def test_check_config_without_mycnf_puts_each_reason_under_its_row(tmp_path):
     done = scraperd("-c", str(SHIPPED), "check-config", "--no-connect", home=tmp_path)
     assert done.returncode == 78
     lines = done.stdout.splitlines()
-    sections = list(config.read_file(SHIPPED).sections)
+    sections = [s for s in config.read_file(SHIPPED).sections if s != "monitor"]
     rows = [i for i, line in enumerate(lines) if line.split()[:1] in ([s] for s in sections)]
     assert len(rows) == len(sections) == 7
     mycnf = tmp_path / ".my.cnf"
+    (monitor,) = [i for i, line in enumerate(lines) if line.split()[:2] == ["monitor", "monitor"]]
+    assert lines[monitor].split()[-1] == "ERROR"  # its chain names my.cnf sections too
+    assert lines[monitor + 1] == (f"{SHIPPED} [monitor] chain: tmp_offline_db: no MySQL option file {mycnf} "
+                                  "(set SCRAPERD_MYCNF or use an SQLAlchemy URL)")
     for i, name in zip(rows, sections, strict=True):
         row = lines[i].split()
         assert row[-1] == "ERROR" and row[2] in ("PmtHv", "AdTemp", "AdLidSensor") and row[3] == "fake_dcs"
         assert lines[i + 1] == (f"{SHIPPED} [{name}] source: no MySQL option file {mycnf} "
                                 "(set SCRAPERD_MYCNF or use an SQLAlchemy URL)")
-    assert lines[-2] == f"7 sections, 7 with errors ({SHIPPED})"
+    assert lines[-2] == f"8 sections, 8 with errors ({SHIPPED})"
     assert lines[-1].startswith(f"scraperd: {mycnf} does not exist: copy etc/my.cnf.example there")
 
 
@@ -122,7 +126,7 @@ def test_check_config_json_without_mycnf_keeps_its_keys(tmp_path, capsys, monkey
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cli.main(["-c", str(SHIPPED), "check-config", "--json", "--no-connect"]) == 78
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"config", "sections", "errors"} and doc["errors"] == 7
+    assert set(doc) == {"config", "sections", "errors"} and doc["errors"] == 8
     row = doc["sections"][0]
     assert set(row) == {"section", "mode", "regime", "source", "target", "status", "errors"}
     assert row["status"] == "ERROR" and "no MySQL option file" in row["errors"][0]
