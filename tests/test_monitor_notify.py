@@ -68,6 +68,7 @@ def rounds(sv: Supervisor) -> list[dict[str, Any]]:
     return [e for e in read_events(sv.logdir / "monitor.log") if e["event"] == "monitor_round"]
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_a_stopped_scraper_is_notified_once_renotified_then_recovered(tmp_path, sv, monkeypatch):
     monkeypatch.delenv("SCRAPERD_SMTP_PASSWORD", raising=False)
     transcript: list[str] = []
