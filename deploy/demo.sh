@@ -64,7 +64,7 @@ start() {
         ctl reread
         ctl update
         # programs stopped by hand come back; running ones are left alone (the averager is run by hand)
-        ctl start $(sections faker) $(sections scraper) >/dev/null || true
+        ctl start $(sections faker) $(sections scraper) $(sections monitor) >/dev/null || true
     else
         echo "starting supervisord"
         "$BIN/supervisord" -c "$CONF"
@@ -96,6 +96,7 @@ The demo fleet runs under supervisord. Look further with:
   $BIN/supervisorctl -c $CONF tail -f adtemp_scraper
   $BIN/supervisorctl -c $CONF stop pmthv_scraper     (and start, restart)
   $BIN/scraperd -c $CFG status [--json]
+  $BIN/scraperd -c $CFG monitor [--json]             (freshness, sources, programs: exit 0 OK .. 3 UNKNOWN)
   $BIN/scraperd logs adtemp_scraper --event sample,propagate [-f]
   $BIN/scraperd -c $CFG run adlid_averager          (after a few minutes: per-minute averages)
   make stop

@@ -127,8 +127,6 @@ class Notify(BaseModel):
 class Common(Program):
     """Keys every mode that reads a DCS source reads (scraper, faker, averager)."""
 
-    mode: Literal["scraper", "faker", "averager", "monitor"] = Field(
-        "scraper", description="What the section runs: scraper, faker, averager or monitor.")
     regime: RegimeRef = Field(description="Regime class, e.g. scraperd.regimes.adtemp:AdTemp.")
     source: str = Field(description="~/.my.cnf section or SQLAlchemy URL of the DCS (source) database.")
     source_tz: TimeZone = Field(ZoneInfo("Asia/Shanghai"),
