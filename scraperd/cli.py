@@ -14,6 +14,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -291,8 +292,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 def _settings_rows(loaded: config.Loaded) -> list[dict[str, str]]:
     """key, value (as the INI file writes it; no password) and origin of each effective setting."""
     def shown(key: str, value: Any) -> str:
-        text = config.format_value(value)
-        return databases.describe_text(text) if key in ("source", "target") else text
+        if key in ("source", "target"):
+            return databases.describe_text(config.format_value(value))
+        if key == "chain":
+            return ",".join(databases.describe_text(name) for name in value)
+        if key in ("http_url", "routes"):  # a URL recipient's user:password@ never shown
+            from scraperd.notify.routing import shown as recipient
+
+            return re.sub(r"https?://\S+?(?=[,;\s]|$)", lambda m: recipient(m.group(0)), config.format_value(value))
+        return config.format_value(value)
 
     return [{"key": k, "value": shown(k, v), "from": loaded.origin.get(k, "default")}
             for k, v in loaded.settings.model_dump().items()]

@@ -33,8 +33,7 @@ def fleet_cfg(tmp_path: Path, make_db: Any, **monitor: Any) -> Path:
                            "maxage": "1s", "seed_target_tables": "True", "seed_timestart": "2011-01-01 00:00:00",
                            "seed_timeend": "2011-01-01 00:00:01"},
         "monitor": {"mode": "monitor", "every": "1s", "stale_after": f"{STALE}s", "source_stale_after": "30s",
-                    "checks": "freshness, source, expected", "expected_file": str(tmp_path / "expected.txt"),
-                    **monitor},
+                    "checks": "freshness, source", "expected_file": str(tmp_path / "expected.txt"), **monitor},
     }, defaults={"source": url_text(src), "target": url_text(tgt), "source_tz": "Asia/Shanghai", "interval": "1s",
                  "sleep": "0s", "timefloor": "2010-01-01 00:00:00"})
 
@@ -114,7 +113,7 @@ def test_a_target_that_cannot_be_read_is_critical_with_the_error(tmp_path, make_
 
 
 def test_gen_expected_adds_only_and_missing_pairs_are_critical_until_a_record_comes(tmp_path, make_db, capsys):
-    cfg = fleet_cfg(tmp_path, make_db, expected_period="3s")
+    cfg = fleet_cfg(tmp_path, make_db, expected_period="3s", checks="freshness, source, expected")
     fake(cfg)
     scrape(cfg)
     rc, lines = monitor(cfg, capsys, "--gen-expected")
@@ -142,13 +141,25 @@ def test_gen_expected_adds_only_and_missing_pairs_are_critical_until_a_record_co
     assert "subsite=7" in path.read_text()  # nothing removed automatically
 
 
-def test_a_malformed_expected_file_is_one_line_naming_file_and_line(tmp_path, make_db, capsys):
-    cfg = fleet_cfg(tmp_path, make_db)
-    (tmp_path / "expected.txt").write_text("# header\nonly two\tfields\n")
-    rc = cli.main(["-c", str(cfg), "monitor"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 78
-    assert err == [f"{tmp_path / 'expected.txt'}: line 2: expected TARGET<TAB>TABLE<TAB>CONTEXT, got 'only two\\tfields'"]
+def test_an_expected_file_gone_wrong_is_unknown_and_the_other_checks_go_on(tmp_path, make_db, capsys):
+    cfg = fleet_cfg(tmp_path, make_db, checks="freshness, source, expected")
+    fake(cfg)
+    scrape(cfg)
+    path = tmp_path / "expected.txt"
+    rc, doc = monitor_json(cfg, capsys)  # named (checks, expected_file) but never generated
+    (result,) = [c for c in doc["checks"] if c["check"] == "expected"]
+    assert rc == 3 and result["state"] == "UNKNOWN", doc["checks"]
+    assert result["summary"] == f"no expected file {path}: run scraperd monitor --gen-expected"
+    assert states(doc, "freshness") == ["OK"]
+    path.write_text("# header\nonly two\tfields\n")  # an operator's edit gone wrong
+    rc, doc = monitor_json(cfg, capsys)
+    (result,) = [c for c in doc["checks"] if c["check"] == "expected"]
+    assert rc == 3 and result["state"] == "UNKNOWN"
+    assert result["summary"] == f"{path}: line 2: expected TARGET<TAB>TABLE<TAB>CONTEXT, got 'only two\\tfields'"
+    path.write_text("renamed_db\tDcsAdTemp\tsitemask=32,subsite=1,simmask=1,task=0\n")  # a target no section has
+    rc, doc = monitor_json(cfg, capsys)
+    (result,) = [c for c in doc["checks"] if c["check"] == "expected"]
+    assert rc == 3 and result["state"] == "UNKNOWN" and result["summary"].startswith("renamed_db (in "), result
 
 
 @pytest.mark.parametrize("key,value,message", [
@@ -162,6 +173,11 @@ def test_a_malformed_expected_file_is_one_line_naming_file_and_line(tmp_path, ma
     ("sections", "nosuch", "sections: no section 'nosuch' in the file"),
     ("regime", "scraperd.regimes.adtemp:AdTemp", "regime: not used by mode = monitor (it is a scraper, faker, "
                                                  "averager key)"),
+    ("routes", "sorce: dcs@lab.org", "routes: 'sorce' is not a check (freshness, source, expected, replication, "
+                                     "fleet, progress, config, *) (did you mean 'source'?)"),
+    ("renotify", "0s", "renotify: must be at least 1s, got 0s"),
+    ("every", "0s", "every: must be at least 1s, got 0s"),
+    ("supervisor_conf", "/nonexistent/supervisord.conf", "supervisor_conf: no such file /nonexistent/supervisord.conf"),
 ])
 def test_a_broken_monitor_section_is_one_line_and_exit_78(tmp_path, capsys, key, value, message):
     cfg = write_cfg(tmp_path / "scraper.cfg", {"monitor": {"mode": "monitor", key: value}})
@@ -255,3 +271,61 @@ def test_the_monitor_compares_its_chain_hop_by_hop(tmp_path, capsys):
     scrape(cfg)  # the master moves on, the replica does not
     rc, lines = monitor(cfg, capsys)
     assert rc in (1, 2) and "SEQNOs behind" in lines[1], lines
+
+
+def test_every_check_has_a_recipient_or_the_section_is_refused(tmp_path, capsys):
+    """notify = email with only a route for `source`: the other checks would go to nobody."""
+    cfg = write_cfg(tmp_path / "scraper.cfg", {"monitor": {"mode": "monitor", "notify": "email",
+                                                           "routes": "source: dcs@lab.org"}})
+    assert cli.main(["-c", str(cfg), "monitor"]) == 78
+    assert capsys.readouterr().err.strip() == (f"{cfg} [monitor] mail_to: required: the checks no route names need a "
+                                               "recipient (or give a `*` route)")
+
+
+def test_without_a_monitor_section_the_defaults_run_and_set_errors_are_one_line(tmp_path, capsys):
+    cfg = write_cfg(tmp_path / "scraper.cfg", {"adtemp_scraper": {"mode": "scraper",
+                                                                  "regime": "scraperd.regimes.adtemp:AdTemp"}},
+                    defaults={"source": f"sqlite:///{tmp_path / 'dcs.db'}", "target": f"sqlite:///{tmp_path / 't.db'}"})
+    assert cli.main(["-c", str(cfg), "monitor", "--set", "every=bogus"]) == 78
+    assert capsys.readouterr().err.strip() == "--set every: cannot parse 'bogus' as a duration (use 10s, 1m, 1h)"
+    assert cli.main(["-c", str(cfg), "monitor", "adtemp_scraper"]) == 78
+    assert capsys.readouterr().err.strip().endswith("[adtemp_scraper] mode: is a scraper section, not a monitor section")
+
+
+def test_an_unusable_state_file_or_secret_is_exit_78_before_any_check(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SCRAPERD_SMTP_PASSWORD", raising=False)
+    base = {"mode": "monitor", "checks": "freshness", "notify": "http", "http_url": "http://127.0.0.1:9/x"}
+    cfg = write_cfg(tmp_path / "a.cfg", {"monitor": {**base, "state_file": "/proc/nope/state.sqlite"}})
+    assert cli.main(["-c", str(cfg), "monitor"]) == 78
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().startswith(f"{cfg} [monitor] state_file: cannot open /proc/nope/state.sqlite")
+    secret = {"mode": "monitor", "notify": "email", "mail_to": "ops@lab.org", "smtp_secret": "smtp",
+              "secret_file": str(tmp_path / "missing.cnf")}
+    cfg = write_cfg(tmp_path / "b.cfg", {"monitor": secret})
+    for argv in (["monitor"], ["check-config", "--no-connect"]):
+        assert cli.main(["-c", str(cfg), *argv]) == 78
+        out, err = capsys.readouterr()
+        assert "SCRAPERD" not in out
+        assert f"{cfg} [monitor] smtp_secret: no secret file {tmp_path / 'missing.cnf'}" in err, err
+
+
+def test_json_stays_one_document_when_a_delivery_fails(tmp_path, make_db, capsys):
+    """notify_failed goes to stderr: stdout holds the document alone."""
+    from tests.notifykit import closed_port
+
+    cfg = fleet_cfg(tmp_path, make_db, notify="http", http_url=f"http://127.0.0.1:{closed_port()}/hook",
+                    notify_attempts="1", state_file=str(tmp_path / "state.sqlite"), http_timeout="1s")
+    rc = cli.main(["-c", str(cfg), "monitor", "--json"])  # no target tables yet: CRITICAL, notified, refused
+    out, err = capsys.readouterr()
+    assert rc == 2 and json.loads(out)["state"] == "CRITICAL"
+    assert '"notify_failed"' in err and "gave up" in err
+
+
+def test_show_never_prints_a_password_of_chain_http_url_or_routes(tmp_path, capsys):
+    cfg = write_cfg(tmp_path / "scraper.cfg", {"monitor": {
+        "mode": "monitor", "chain": "mysql://root:TopSecret@127.0.0.1:1/a, sqlite:///b.db", "notify": "http",
+        "http_url": "http://u:TopSecret@127.0.0.1:9/hook", "routes": "source: http://u:TopSecret@127.0.0.1:9/dcs"}})
+    for argv in (["show", "monitor"], ["show", "monitor", "--json"], ["run", "monitor", "--help"]):
+        assert cli.main(["-c", str(cfg), *argv]) == 0
+        out = capsys.readouterr().out
+        assert "TopSecret" not in out and "http://127.0.0.1:9/hook" in out, argv

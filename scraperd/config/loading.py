@@ -89,7 +89,8 @@ class Loaded(Generic[S]):
     def of(self, kind: type[T]) -> Loaded[T]:
         """This section as a section of `kind` (a daemon's entry point narrows what it was given)."""
         if not isinstance(self.settings, kind):
-            raise self.error("mode", f"is a {self.mode} section, not {kind.__name__}")
+            wanted = next((f"a {m} section" for m, k in MODELS.items() if k is kind), kind.__name__)
+            raise self.error("mode", f"is a {self.mode} section, not {wanted}")
         return self  # type: ignore[return-value]  # settings checked above
 
 

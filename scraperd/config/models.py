@@ -78,6 +78,10 @@ class Program(BaseModel):
         return t.strftime(self.timeformat) if t is not None else None
 
 
+CHECKS = ("freshness", "source", "expected", "replication", "fleet")
+ROUTED = (*CHECKS, "progress", "config", "*")  # what a route may name: the checks, a job's progress, a broken section
+
+
 class Notify(BaseModel):
     """Where notifications go: the monitor's state changes, and a long job's progress (scraper
     --catch-up, averager). Secrets never stand here: the SMTP password comes from the secret file."""
@@ -115,10 +119,21 @@ class Notify(BaseModel):
                 raise _KeyError("routes", f"{r!r}: a URL recipient must be http:// or https://")
             if "://" not in r and "@" not in r:
                 raise _KeyError("routes", f"{r!r} is neither an e-mail address nor an http(s) URL")
+        for checks, _ in self.routes:
+            for name in checks:
+                if name not in ROUTED:
+                    raise _KeyError("routes", f"{name!r} is not a check ({', '.join(ROUTED)})"
+                                              f"{did_you_mean(name, ROUTED)}")
         if "email" in self.notify and not (self.mail_to or any("://" not in r for r in routed)):
             raise _KeyError("mail_to", "required when notify names email (or a route with an address)")
         if "http" in self.notify and not (self.http_url or any("://" in r for r in routed)):
             raise _KeyError("http_url", "required when notify names http (or a route with a URL)")
+        defaults = ("email" in self.notify and self.mail_to) or ("http" in self.notify and self.http_url)
+        if self.notify and not defaults and not any("*" in checks for checks, _ in self.routes):
+            key = "mail_to" if "email" in self.notify else "http_url"
+            raise _KeyError(key, "required: the checks no route names need a recipient (or give a `*` route)")
+        if self.http_timeout < timedelta(seconds=1):
+            raise _KeyError("http_timeout", f"must be at least 1s, got {format_value(self.http_timeout)}")
         if self.http_url and not self.http_url.startswith(("http://", "https://")):
             raise _KeyError("http_url", f"must be an http:// or https:// URL, got {self.http_url!r}")
         return self
@@ -212,6 +227,12 @@ class ScraperSection(TargetCommon):
                                      "its last record is older than this; default 2 × maxage + 10 effective "
                                      "heartbeats + source_delay (the monitor section's stale_after, if set).")
 
+    @model_validator(mode="after")
+    def _stale_after(self) -> ScraperSection:
+        if self.stale_after is not None and self.stale_after <= timedelta(0):
+            raise _KeyError("stale_after", f"must be above 0s, got {format_value(self.stale_after)}")
+        return self
+
     @property
     def effective_heartbeat(self) -> timedelta:
         """heartbeat × (offset + 1): how often a collected source row is expected; lag is counted in it."""
@@ -273,9 +294,6 @@ class AveragerSection(TargetCommon):
         return self
 
 
-CHECKS = ("freshness", "source", "expected", "replication", "fleet")
-
-
 def _known_checks(value: object) -> object:
     if isinstance(value, tuple):
         for name in value:
@@ -314,6 +332,18 @@ class MonitorSection(Notify, Program):
                                 "default var/monitor/<section>.state.sqlite).")
     supervisor_conf: OptPath = Field(None, description="supervisord config naming its socket, for the fleet "
                                      "check (default deploy/supervisord.conf).")
+
+    @model_validator(mode="after")
+    def _positive(self) -> MonitorSection:
+        for key, least in (("every", timedelta(seconds=1)), ("renotify", timedelta(seconds=1)),
+                           ("expected_period", timedelta(seconds=1))):
+            value: timedelta = getattr(self, key)
+            if value < least:
+                raise _KeyError(key, f"must be at least {format_value(least)}, got {format_value(value)}")
+        for key in ("stale_after", "source_stale_after"):
+            if getattr(self, key) is not None and getattr(self, key) <= timedelta(0):
+                raise _KeyError(key, f"must be above 0s, got {format_value(getattr(self, key))}")
+        return self
 
 
 class ProgramKeys(BaseModel):

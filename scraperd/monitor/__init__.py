@@ -20,13 +20,13 @@ import argparse
 import json
 import sys
 
-from scraperd import config
+from scraperd import config, logsetup
 from scraperd.monitor.results import CheckResult, State, worst
 from scraperd.monitor.rounds import Monitor, counts, summary, utcnow
 
 __all__ = ["CheckResult", "Monitor", "State", "register", "worst"]
 
-NOTIFY_WAIT_S = 60.0  # the one-shot waits this long at most for its deliveries before exiting
+NOTIFY_GRACE_S = 5.0  # the one-shot waits http_timeout + this for its deliveries, then exits (nagios waits too)
 
 EPILOG = """\
 examples:
@@ -58,8 +58,12 @@ file keeps what was sent, so a cron job notifies once per change too.
 def cmd_monitor(args: argparse.Namespace) -> int:
     cfg = config.read_file(config.config_path(args.config))
     m = Monitor.load(cfg, args.name, config.parse_overrides(args.overrides))
+    # events (notify_sent, notify_failed) go to stderr: stdout is the checks' lines or the JSON document
+    logsetup.configure(stream=sys.stderr, level=m.settings.dbi_loglevel)
+    logsetup.bind(section=m.name)
     if args.gen_expected:
-        return _gen_expected(m)
+        return _gen_expected(m, as_json=args.json)
+    notifier = m.notifier() if m.settings.notify and not args.no_notify else None  # bad secrets: exit 78 first
     now = utcnow()
     results = m.round(now)
     state = worst(r.state for r in results)
@@ -71,24 +75,24 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         print(summary(results))
         for r in results:
             print(r.line())
-    if m.settings.notify and not args.no_notify:
-        _notify(m, results)
+    sys.stdout.flush()
+    if notifier is not None:
+        try:
+            notifier.observe(results)
+        finally:  # what is not delivered by then is sent again by the next run (the state file knows)
+            notifier.close(timeout=m.settings.http_timeout.total_seconds() + NOTIFY_GRACE_S)
     return state.value
 
 
-def _notify(m: Monitor, results: list[CheckResult]) -> None:
-    notifier = m.notifier()
-    try:
-        notifier.observe(results)
-    finally:
-        notifier.close(timeout=NOTIFY_WAIT_S)
-
-
-def _gen_expected(m: Monitor) -> int:
+def _gen_expected(m: Monitor, *, as_json: bool) -> int:
     path, added, had, errors = m.gen_expected()
-    for pair in added:
-        print(f"added    {pair.target} {pair.table} {pair.context}")
-    print(f"{len(added)} pairs added, {had} already expected ({path})")
+    if as_json:
+        print(json.dumps({"expected_file": str(path), "added": [vars(p) for p in added], "already": had,
+                          "errors": errors}, indent=2))
+    else:
+        for pair in added:
+            print(f"added    {pair.target} {pair.table} {pair.context}")
+        print(f"{len(added)} pairs added, {had} already expected ({path})")
     for line in errors:
         print(f"scraperd: target not read: {line}", file=sys.stderr)
     return 1 if errors else 0

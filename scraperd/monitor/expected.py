@@ -51,7 +51,9 @@ class Pair:
 def expected_path(monitor: config.Loaded) -> Path:
     s = monitor.settings
     assert isinstance(s, config.MonitorSection)
-    return Path(s.expected_file) if s.expected_file else Path("var") / "monitor" / f"{monitor.name}.expected"
+    if s.expected_file:
+        return Path(s.expected_file)
+    return config.REPO_ROOT / "var" / "monitor" / f"{monitor.name}.expected"  # wherever cron runs it
 
 
 def read(path: Path) -> list[Pair]:

@@ -12,9 +12,10 @@ but the notifier's state file and, for --gen-expected, the expected file.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from scraperd.status.compute import Databases, brief, collect
 from scraperd.supervisor import SUPERVISORD_CONF
 
 DEFAULT_NAME = "monitor"  # the implicit monitor of a file without a [monitor] section
+MONITOR_DIR = config.REPO_ROOT / "var" / "monitor"  # default home of the expected and state files
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,13 @@ class Monitor:
         for name in s.sections:
             if name not in cfg.sections:
                 raise loaded.error("sections", f"no section {name!r} in the file")
+        if s.supervisor_conf is not None and not Path(s.supervisor_conf).exists():
+            raise loaded.error("supervisor_conf", f"no such file {s.supervisor_conf}")
+        if "email" in s.notify:  # the SMTP login's secret file and section are there (never printed)
+            from scraperd.notify import channels
+
+            with loaded.placing():
+                channels.login(s)
         for name in s.chain:  # a ~/.my.cnf section that is not there: exit 78 before any round
             try:
                 databases.resolve(name)
@@ -96,17 +105,35 @@ class Monitor:
                 out += replication.check_chain(self.settings.chain, self.settings.replica_max_seqnos,
                                                self.settings.replica_max_lag,
                                                lambda n: dbs.engine(n, readonly=True))
-            if "fleet" in enabled and conf is not None:
+            # supervisord not answering at the checkout's default socket is no news (as for `status`): this
+            # node may run the monitor from cron; one named by supervisor_conf must answer (else UNKNOWN)
+            explicit = self.settings.supervisor_conf is not None
+            if "fleet" in enabled and conf is not None and (fleet.supervisord.reachable or explicit):
                 from scraperd.monitor import fleet as fleetmod
 
                 out += fleetmod.fleet_checks(fleet)
         return [_masked(r, dbs) for r in out]
 
     def _expected(self, dbs: Databases, now: datetime) -> list[CheckResult]:
+        """The expected pairs; UNKNOWN when the list cannot be read, is missing although named (by
+        expected_file or checks), or names a target no watched section writes."""
         path = expected.expected_path(self.loaded)
-        pairs = expected.read(path)
-        return expected.check(pairs, lambda n: dbs.engine(n, readonly=True), expected.targets(self.sections),
-                              self.settings.expected_period, now, self.sections, brief)
+        if not path.exists():
+            named = self.loaded.origin.get("expected_file", "default") != "default" or \
+                self.loaded.origin.get("checks", "default") != "default"
+            return [CheckResult(check="expected", state=State.UNKNOWN, details=str(path),
+                                summary=f"no expected file {path}: run scraperd monitor --gen-expected")] if named else []
+        try:
+            pairs = expected.read(path)
+        except ConfigError as exc:  # an operator's edit gone wrong: the other checks go on
+            return [CheckResult(check="expected", state=State.UNKNOWN, summary=exc.line(), details=str(path))]
+        names = expected.targets(self.sections)
+        out = [CheckResult(check="expected", state=State.UNKNOWN, context=target, details=str(path),
+                           summary=f"{target} (in {path}) is the target of no watched section: "
+                                   "fix the section or delete its lines")
+               for target in sorted({p.target for p in pairs} - set(names))]
+        return out + expected.check(pairs, lambda n: dbs.engine(n, readonly=True), names,
+                                    self.settings.expected_period, now, self.sections, brief)
 
     def gen_expected(self) -> tuple[Path, list[expected.Pair], int, list[str]]:
         """Add what holds a record now to the expected file: (file, added, already expected, errors)."""
@@ -128,14 +155,16 @@ class Monitor:
         from scraperd.notify import Notifier
 
         s = self.settings
-        path = Path(s.state_file) if s.state_file else Path("var") / "monitor" / f"{self.name}.state.sqlite"
-        return Notifier(s, self.name, renotify=s.renotify, state_path=path)
+        path = Path(s.state_file) if s.state_file else MONITOR_DIR / f"{self.name}.state.sqlite"
+        with self.loaded.placing():
+            try:
+                return Notifier(s, self.name, renotify=s.renotify, state_path=path)
+            except (OSError, sqlite3.Error) as exc:
+                raise self.loaded.error("state_file", f"cannot open {path}: {exc}") from None
 
 
 def _masked(r: CheckResult, dbs: Databases) -> CheckResult:
     """A result without any password met while resolving its databases."""
-    from dataclasses import replace
-
     return replace(r, summary=dbs.mask(r.summary), details=dbs.mask(r.details))
 
 
@@ -151,9 +180,9 @@ def monitor_section(cfg: config.ConfigFile, name: str | None,
         monitors = [n for n in cfg.sections if _mode(cfg, n) == "monitor"]
         if len(monitors) > 1:
             raise ConfigError(f"{len(monitors)} monitor sections ({', '.join(monitors)}): name one", file=cfg.display)
-        if not monitors:
-            s = config.MonitorSection.model_validate({"mode": "monitor", **(overrides or {})})
-            return config.Loaded(name=DEFAULT_NAME, file=cfg, settings=s)
+        if not monitors:  # every default, validated (and --set placed) as a section of the file would be
+            implicit = replace(cfg, sections={**cfg.sections, DEFAULT_NAME: {"mode": "monitor"}})
+            return config.validate(implicit, DEFAULT_NAME, overrides).of(config.MonitorSection)
         name = monitors[0]
     return config.validate(cfg, name, overrides).of(config.MonitorSection)
 

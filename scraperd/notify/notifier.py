@@ -98,7 +98,7 @@ class Notifier:
         with self.lock:
             if self.inflight.get((key, to)) == state:
                 return False  # queued already (perhaps retrying): not twice
-        last = self.state.notified(key, to)
+        last = self.state.notified(key, routing.shown(to))  # the file never holds a URL's password
         if last is None:
             return state != "OK"  # a first OK is no news
         told, at = last
@@ -111,7 +111,7 @@ class Notifier:
         def done(landed: bool) -> None:
             try:
                 if landed:
-                    self.state.record_notified(m.key, to, m.state, observed)
+                    self.state.record_notified(m.key, routing.shown(to), m.state, observed)
             finally:
                 with self.lock:
                     if self.inflight.get(slot) == m.state:
