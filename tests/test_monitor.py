@@ -329,3 +329,48 @@ def test_show_never_prints_a_password_of_chain_http_url_or_routes(tmp_path, caps
         assert cli.main(["-c", str(cfg), *argv]) == 0
         out = capsys.readouterr().out
         assert "TopSecret" not in out and "http://127.0.0.1:9/hook" in out, argv
+
+
+@pytest.mark.mysql
+def test_the_daemon_waits_out_a_server_restart_before_it_calls_a_target_unreadable(mariadb_server, tmp_path):
+    """A target server restarting within reconnect_max_wait: db_retry events, no change of state; one that
+    stays down: CRITICAL once the wait is over."""
+    from scraperd import databases
+
+    srv = mariadb_server
+    databases.ensure_database(srv.url("scrt_mon_tgt"))
+    target = srv.url("scrt_mon_tgt").render_as_string(hide_password=False)
+    cfg = write_cfg(tmp_path / "scraper.cfg", {
+        "adtemp_faker": {"mode": "faker", "regime": "scraperd.regimes.adtemp:AdTemp"},
+        "adtemp_scraper": {"mode": "scraper", "regime": "scraperd.regimes.adtemp:AdTemp", "heartbeat": "1s",
+                           "maxage": "1s", "seed_target_tables": "True", "seed_timestart": "2011-01-01 00:00:00",
+                           "seed_timeend": "2011-01-01 00:00:01", "stale_after": "10m"},
+        "monitor": {"mode": "monitor", "every": "1s", "checks": "freshness", "reconnect_max_wait": "25s"},
+    }, defaults={"source": f"sqlite:///{tmp_path / 'dcs.db'}", "target": target, "interval": "1s", "sleep": "0s",
+                 "timefloor": "2010-01-01 00:00:00"})
+    fake(cfg)
+    scrape(cfg)
+    log = tmp_path / "monitor.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(SCRAPERD), "-c", str(cfg), "run", "monitor"], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        def named(event: str) -> list[dict[str, Any]]:
+            return [e for e in read_events(log) if e["event"] == event]
+
+        wait_until(lambda: named("monitor_round"), timeout=30, what="a first round")
+        srv.stop()
+        wait_until(lambda: named("db_retry"), timeout=30, what="a db_retry while the server is down")
+        srv.start()
+        n = len(named("monitor_round"))
+        wait_until(lambda: len(named("monitor_round")) > n + 1, timeout=40, what="rounds after the restart")
+        assert named("check_changed") == []  # waited out: nothing changed, nothing to notify
+        assert {r["state"] for r in named("monitor_round")} == {"OK"}
+        srv.stop()  # down for good: CRITICAL once reconnect_max_wait is spent
+        wait_until(lambda: named("check_changed"), timeout=60, what="the target called unreadable")
+        (changed,) = named("check_changed")
+        assert (changed["state"], changed["previous_state"]) == ("CRITICAL", "OK")
+        assert changed["summary"].startswith("cannot tell:")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -98,6 +98,7 @@ def freshness_of(entry: SectionStatus, w: Watched, monitor: config.MonitorSectio
     for row in entry.sources:
         if not isinstance(row, ContextStatus):
             continue
+        unreadable = row.insertdate is None and row.error is not None
         if row.insertdate is not None:
             state, summary = _judge_record(row, stale, s.source_tz, now)
         else:
@@ -105,11 +106,11 @@ def freshness_of(entry: SectionStatus, w: Watched, monitor: config.MonitorSectio
         details = (f"source {row.source}, target {config_name(s.target)}, lag {row.lag_s}s, "
                    f"head (local) {s.fmt(row.head)}; last record TIMESTART {s.fmt(row.timestart)} "
                    f"TIMEEND {s.fmt(row.timeend)} INSERTDATE {s.fmt(row.insertdate)} (UTC)")
-        out.append(CheckResult(check="freshness", state=state, summary=summary, details=details,
-                               section=w.name, table=w.table, context=_context(row, s)))
+        out.append(CheckResult(check="freshness", state=state, summary=summary, details=details, section=w.name,
+                               table=w.table, context=_context(row, s), unreadable=unreadable))
     for error in entry.errors:
         out.append(CheckResult(check="freshness", state=State.CRITICAL, summary=f"cannot tell: {error}",
-                               section=w.name, table=w.table))
+                               section=w.name, table=w.table, unreadable=True))
     return out
 
 
@@ -177,6 +178,7 @@ def sources(fleet: FleetStatus, sections: Sequence[Watched], monitor: config.Mon
     out = []
     for h in _heads(fleet, sections, monitor):
         limit = f"source_stale_after {format_value(h.stale)}"
+        unreadable = h.head is None and h.error is not None
         if h.head is None:
             state, summary = State.CRITICAL, f"cannot tell: {h.error or 'no rows'}"
         else:
@@ -186,5 +188,5 @@ def sources(fleet: FleetStatus, sections: Sequence[Watched], monitor: config.Mon
             summary = (f"{'silent' if stale else 'writing'}: newest date_time {h.head:%Y-%m-%d %H:%M:%S} "
                        f"({h.tz.key}), {age(now, head_utc)} ago ({limit})")
         out.append(CheckResult(check="source", state=state, summary=summary, section=h.sections[0], table=h.table,
-                               details=f"DCS database {h.source}, read by {', '.join(h.sections)}"))
+                               details=f"DCS database {h.source}, read by {', '.join(h.sections)}", unreadable=unreadable))
     return out

@@ -1,6 +1,8 @@
 """`scraperd run <monitor section>`: a round of checks every `every`, under supervisord.
 
-Each round logs `monitor_round` (state, counts, elapsed_s), a `check_changed` event for every check
+A check that turned bad only because a database could not be read is read again first, with the
+scrapers' backoff for at most reconnect_max_wait (`db_retry` events): a restarting server is waited
+out, not notified. Each round logs `monitor_round` (state, counts, elapsed_s), a `check_changed` event for every check
 whose state changed since the round before (a check first seen bad counts as changed), and hands
 the results to the notifier, which sends in the background: a slow or unreachable mail server never
 delays the next round. Lives as every daemon does (lifecycle.serve): SIGTERM ends the wait at once.
@@ -41,7 +43,7 @@ class MonitorDaemon:
         s = m.settings
         while not self.stop.is_set():
             t0 = time.monotonic()
-            results = m.round()
+            results = self._confirmed(m, m.round())
             self.rounds += 1
             self._log(results, time.monotonic() - t0)
             if self.notifier is not None:
@@ -51,6 +53,25 @@ class MonitorDaemon:
             if lifecycle.pause(self.stop, s.every.total_seconds()):
                 break
         return lifecycle.signal_name(self.stop)
+
+    def _confirmed(self, m: Monitor, results: list[CheckResult]) -> list[CheckResult]:
+        """The round's results, read again while a check turned bad only because a database could not be
+        read: with the scrapers' backoff (0.5 s doubling, capped) for at most reconnect_max_wait in all,
+        so a server restarting is waited out (`db_retry` events) instead of notified twice."""
+        budget = m.settings.reconnect_max_wait.total_seconds()
+        waited, attempt = 0.0, 0
+        while True:
+            news = [r for r in results if r.unreadable and r.state is not State.OK and self.last.get(r.key) is not r.state]
+            if not news or waited >= budget:
+                return results
+            attempt += 1
+            wait = min(0.5 * 2 ** (attempt - 1), budget - waited)
+            log.warning("db_retry", db="monitor", attempt=attempt, wait_s=round(wait, 1), checks=len(news),
+                        error=news[0].summary)
+            if lifecycle.pause(self.stop, wait):
+                return results
+            waited += wait
+            results = m.round()
 
     def _log(self, results: list[CheckResult], elapsed: float) -> None:
         for r in results:

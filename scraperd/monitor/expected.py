@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -147,12 +148,12 @@ def judge(pair: Pair, found: datetime | None | str, period: timedelta, now: date
     """One expected pair: OK when a record was inserted within the period, else MISSING (found: the
     newest INSERTDATE, None for no record, or why the target could not be read)."""
     section = _writer(pair, sections)
-    where = {"section": section, "table": pair.table,
+    where: dict[str, Any] = {"section": section, "table": pair.table,
              "context": pair.context if section else f"{pair.target} {pair.context}"}
     details = f"target {pair.target}, table {pair.table}, context {pair.context}"
     if isinstance(found, str):
         return CheckResult(check="expected", state=State.CRITICAL, summary=f"cannot tell: {found}", details=details,
-                           **where)
+                           unreadable=True, **where)
     if found is None or now - found > period:
         since = "no record at all" if found is None else f"newest record inserted {age(now, found)} ago"
         return CheckResult(check="expected", state=State.CRITICAL, details=details, **where,

@@ -126,7 +126,7 @@ def _state(amount: float, limit: float) -> State:
 def compare(hop: str, table: str, prev: Head, this: Head | None, max_seqnos: int,
             max_lag: timedelta) -> CheckResult:
     """One table of one hop: this replica's head against the head of the hop before it."""
-    result = {"check": CHECK, "table": table, "context": hop}
+    result: dict[str, Any] = {"check": CHECK, "table": table, "context": hop}
     if this is None:
         return CheckResult(**result, state=State.CRITICAL, summary=f"{hop}: table {table} missing on the replica",
                            details=f"before: {prev.text()}")
@@ -173,7 +173,7 @@ def check_chain(chain: Sequence[str], max_seqnos: int, max_lag: timedelta,
     try:
         last: Heads = read_heads(engine_for(master))
     except READ_ERRORS as exc:
-        return [CheckResult(check=CHECK, state=State.UNKNOWN, context=shown[master],
+        return [CheckResult(check=CHECK, state=State.UNKNOWN, context=shown[master], unreadable=True,
                             summary=f"master {shown[master]} cannot be read, nothing to compare: {brief(exc)}")]
     tables = sorted(last)
     if not tables:  # a wrong database named as master must not pass for a chain in step
@@ -188,7 +188,7 @@ def check_chain(chain: Sequence[str], max_seqnos: int, max_lag: timedelta,
             heads = read_heads(engine_for(name), tables)
         except READ_ERRORS as exc:
             hop = f"{shown[reachable]}->{shown[name]}"
-            results.append(CheckResult(check=CHECK, state=State.CRITICAL, context=hop,
+            results.append(CheckResult(check=CHECK, state=State.CRITICAL, context=hop, unreadable=True,
                                        summary=f"{hop}: replica {shown[name]} cannot be read: {brief(exc)}"))
             continue
         reachable = name

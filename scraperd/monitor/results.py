@@ -46,6 +46,7 @@ class CheckResult:
     section: str | None = None    # the config section the thing belongs to
     table: str | None = None      # a DBI table (freshness, expected, replication) or a DCS table (source)
     context: str | None = None    # a DBI context "sitemask=1,subsite=1,simmask=1,task=0", or a replication hop
+    unreadable: bool = False      # the state is that a database could not be read (the daemon retries first)
 
     @property
     def key(self) -> str:
