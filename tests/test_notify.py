@@ -331,3 +331,18 @@ def test_a_broken_state_file_never_raises_out_of_observe(http, tmp_path):
         assert n.observe([result()], now=T0) == []
         n.close()
     assert events(captured, "notify_failed")[0]["action"].startswith("results not recorded")
+
+
+def test_a_change_sent_again_after_a_failed_delivery_names_what_the_recipient_was_told(http, tmp_path):
+    """Told OK, the CRITICAL that followed not delivered: the re-send says previous_state OK, not CRITICAL."""
+    from scraperd.notify import routing
+
+    n = notifier(settings(notify="http", http_url=http.url), tmp_path)
+    key = result().key
+    n.state.record_notified(key, routing.shown(http.url), "OK", T0)  # what the recipient last heard
+    n.state.set_states({key: "CRITICAL"}, T0 + timedelta(minutes=1))  # observed, its POST gave up
+    [m] = n.observe([result()], now=T0 + timedelta(minutes=2))
+    assert (m.state, m.previous_state) == ("CRITICAL", "OK")
+    [post] = http.wait_for(1)
+    assert (post.body["state"], post.body["previous_state"]) == ("CRITICAL", "OK")
+    n.close()

@@ -85,6 +85,9 @@ class Notifier:
             previous = states[key] if key in states else self.state.state(key)
             states[key] = state
             due = tuple(to for to in self.recipients(r.check) if self._due(key, to, state, now))
+            if due and previous == state:  # a change whose delivery failed, sent again: from what they were told
+                told = self.state.notified(key, routing.shown(due[0]))
+                previous = told[0] if told is not None and told[0] != state else previous
             if due and self.deliveries is not None:
                 messages.append(of_result(r, previous, now, due))
         self.state.set_states(states, now)
