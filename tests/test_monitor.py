@@ -89,6 +89,7 @@ def test_a_scraper_that_stops_writing_goes_critical_and_recovers(tmp_path, make_
     assert rc == 0 and states(doc, "freshness") == ["OK"], doc
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # sleeps out its stale limits: once is enough (MariaDB: above)
 def test_a_silent_dcs_is_the_source_checks_critical_not_the_scrapers(tmp_path, make_db, capsys):
     cfg = fleet_cfg(tmp_path, make_db)
     fake(cfg)
@@ -112,6 +113,7 @@ def test_a_target_that_cannot_be_read_is_critical_with_the_error(tmp_path, make_
     assert fresh["state"] == "CRITICAL" and fresh["summary"].startswith("cannot tell:"), fresh
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # sleeps out its stale limits: once is enough (MariaDB: above)
 def test_gen_expected_adds_only_and_missing_pairs_are_critical_until_a_record_comes(tmp_path, make_db, capsys):
     cfg = fleet_cfg(tmp_path, make_db, expected_period="3s", checks="freshness, source, expected")
     fake(cfg)
@@ -141,6 +143,7 @@ def test_gen_expected_adds_only_and_missing_pairs_are_critical_until_a_record_co
     assert "subsite=7" in path.read_text()  # nothing removed automatically
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # sleeps out its stale limits: once is enough (MariaDB: above)
 def test_an_expected_file_gone_wrong_is_unknown_and_the_other_checks_go_on(tmp_path, make_db, capsys):
     cfg = fleet_cfg(tmp_path, make_db, checks="freshness, source, expected")
     fake(cfg)
@@ -198,6 +201,7 @@ def test_show_and_run_help_list_the_monitor_keys(tmp_path, capsys):
     assert "replica_max_seqnos" in out and "stale_after" in out
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # sleeps out its stale limits: once is enough (MariaDB: above)
 def test_the_daemon_runs_rounds_logs_changes_and_stops_on_sigterm(tmp_path, make_db):
     cfg = fleet_cfg(tmp_path, make_db)
     fake(cfg)
@@ -220,6 +224,7 @@ def test_the_daemon_runs_rounds_logs_changes_and_stops_on_sigterm(tmp_path, make
     assert not [e for e in events if e["event"] == "check_changed"]  # all OK from the start: nothing changed
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # sleeps out its stale limits: once is enough (MariaDB: above)
 def test_the_daemon_logs_check_changed_once_per_change(tmp_path, make_db):
     cfg = fleet_cfg(tmp_path, make_db)
     fake(cfg)
@@ -309,6 +314,7 @@ def test_an_unusable_state_file_or_secret_is_exit_78_before_any_check(tmp_path, 
         assert f"{cfg} [monitor] smtp_secret: no secret file {tmp_path / 'missing.cnf'}" in err, err
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # sleeps out its stale limits: once is enough (MariaDB: above)
 def test_json_stays_one_document_when_a_delivery_fails(tmp_path, make_db, capsys):
     """notify_failed goes to stderr: stdout holds the document alone."""
     from tests.notifykit import closed_port
