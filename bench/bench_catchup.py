@@ -3,6 +3,8 @@
 Times, side by side in one run: (a) one plain SELECT of the same rows, fetched to Python; (b) the
 real scraper daemon catching up into an empty target (scrapers read in batches and step the same
 state machine as row-at-a-time sampling). Prints source rows/s of (b) and the ratio (b)/(a).
+(b) runs twice, heartbeat files off then on (heartbeat.ENABLED, a switch for this bench only): their
+ratio shows what heartbeats cost while catching up (target: within noise, ≤ 1.05).
 Target: >= 50,000 rows/s. The original slept ~1 s per sample: a week of 10 s data took ~17 h.
 """
 
@@ -18,7 +20,7 @@ from tempfile import TemporaryDirectory
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from scraperd import config, databases, logsetup
+from scraperd import config, databases, heartbeat, logsetup
 from scraperd.regimes.adtemp import AdTempFaker, AdTempScraper
 from scraperd.regimes.base import Regime, Source
 
@@ -77,10 +79,11 @@ def plain_select() -> tuple[float, int]:
     return dt, n
 
 
-def catch_up(workdir: Path) -> tuple[float, int]:
+def catch_up(workdir: Path, beats: bool = True) -> tuple[float, int]:
     target = url("scraperd_bench_catchup_tgt")
     databases.drop_database(target)
     databases.ensure_database(target)
+    workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "bench.cfg"
     cfg.write_text(f"""[catchup]
 regime = bench.bench_catchup:FourTemps
@@ -94,6 +97,7 @@ sleep = 0s
 heartbeat = 3s
 batch_size = 5000
 log_samples = False
+run_dir = {workdir / "run"}
 seed_target_tables = True
 seed_timestart = 2011-01-31 23:59:00
 seed_timeend = 2011-02-01 00:00:00
@@ -101,11 +105,14 @@ seed_timeend = 2011-02-01 00:00:00
     loaded = config.load_section(cfg, "catchup")
     from scraperd.scrape import daemon
 
+    heartbeat.ENABLED = beats
     with open("/dev/null", "w") as devnull:
         logsetup.configure(json=True, stream=devnull)
         t0 = time.perf_counter()
         daemon.run(loaded, threading.Event(), until_caught_up=True)
         dt = time.perf_counter() - t0
+    heartbeat.ENABLED = True
+    assert (workdir / "run" / "catchup.heartbeat").exists() == beats
     engine = databases.make_engine(target)
     with engine.connect() as conn:
         records = conn.execute(sa.text("SELECT COUNT(*) FROM DcsAdTempVld")).scalar() or 0
@@ -123,7 +130,11 @@ def main(full: bool) -> None:
     sel_s, n = plain_select()
     print(f"plain SELECT of the same rows: {sel_s:.2f} s ({n / sel_s:,.0f} rows/s)", flush=True)
     with TemporaryDirectory() as tmp:
-        cu_s, records = catch_up(Path(tmp))
+        off_s, _ = catch_up(Path(tmp) / "off", beats=False)
+    print(f"scraper catch-up without heartbeat files: {off_s:.2f} s ({n / off_s:,.0f} source rows/s)", flush=True)
+    with TemporaryDirectory() as tmp:
+        cu_s, records = catch_up(Path(tmp) / "on")
+    print(f"heartbeats (on / off): {cu_s / off_s:.3f}", flush=True)
     rate = n / cu_s
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"scraper catch-up: {cu_s:.2f} s, {rate:,.0f} source rows/s, {records} validity records, "

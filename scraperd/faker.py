@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from scraperd import config, databases, dcsddl, lifecycle, logsetup, preflight, retry
+from scraperd import config, databases, dcsddl, heartbeat, lifecycle, logsetup, preflight, retry
 from scraperd.regimes.base import Instance, Regime
 from scraperd.scrape import sampling
 
@@ -81,6 +81,7 @@ class FakerDaemon:
 
     def iterate(self, tables: list[sa.Table]) -> list[int]:
         ids: list[int] = []
+        heartbeat.beat("writing")
         with retry.side("source"), self.engine.begin() as conn:
             for table in tables:
                 last = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0

@@ -14,6 +14,8 @@ reason, counts() and close().
 Both run every database statement inside retry.side("source"|"target"), start-up's DDL, reflection
 and seeding included, so a server that is down or restarting is waited out wherever it is met.
 A signal never interrupts a write: it only sets the event the loop and the waits look at.
+serve() installs the section's heartbeat (heartbeat.py): pause() beats `sleeping`, reconnect waits
+`retrying`, and the loops their reading/writing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from scraperd import logsetup, retry
+from scraperd import heartbeat, logsetup, retry
 from scraperd.errors import Disconnected, WriteConflict
 
 if TYPE_CHECKING:
@@ -57,7 +59,8 @@ def serve(loaded: Loaded[Any], make: Callable[[threading.Event], Daemon[Any]], d
     """
     stop = stop or threading.Event()
     t0 = time.monotonic()
-    with loaded.placing(), stopping_on_signals(stop):
+    with loaded.placing(), stopping_on_signals(stop), \
+            heartbeat.beating(loaded.name, heartbeat.run_dir(loaded.settings)):
         daemon = make(stop)
         reason = run_until_stopped(daemon, stop, loaded.settings.reconnect_max_wait)
     daemon_log.info("shutdown", reason=reason, **daemon.counts(), elapsed_s=round(time.monotonic() - t0, 1))
@@ -69,10 +72,11 @@ def maxiter_reached(maxiter: int, done: int) -> bool:
     return bool(maxiter) and done >= maxiter
 
 
-def pause(stop: threading.Event, seconds: float) -> bool:
+def pause(stop: threading.Event, seconds: float, phase: str = "sleeping") -> bool:
     """Wait `seconds` or until `stop` is set (SIGTERM ends the wait at once); True when stopped.
-    0 does not wait: catching up runs thousands of iterations a second."""
-    return stop.wait(seconds) if seconds > 0 else stop.is_set()
+    0 does not wait: catching up runs thousands of iterations a second. A wait is heartbeat `phase`
+    (sleeping), beaten before it and every few seconds during it."""
+    return heartbeat.wait(stop, seconds, phase) if seconds > 0 else stop.is_set()
 
 
 def signal_name(stop: threading.Event) -> str:

@@ -25,7 +25,8 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
                   non_transactional_target (at start-up: a MyISAM target, written under LOCK TABLES;
                   table, engines, crash_can_leave), write_conflict (another copy of the section wrote
                   first: table, context, expected, found; nothing written, resumed from the target);
-                  error level: source_error (then a db_retry)
+                  error level: source_error (then a db_retry); heartbeat_failed (the heartbeat file could
+                  not be written: file, error; once, until a write succeeds again; the daemon goes on)
     late_row      a source row committed after the scraper read past its date_time (never read; a rebuild
                   would read it): source, id, date_time, late_s, found (poll|startup), action; beyond 10
                   per look, one more with rows, first_id, last_id

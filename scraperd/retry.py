@@ -5,7 +5,8 @@ rebuilds its state from the target exactly as after a crash, so a COMMIT whose a
 lost is found (or not) by reading the last validity record, and never sent twice.
 
 Each attempt is logged as `db_retry` with db (source|target), attempt, wait_s and the error class;
-databases are never named by URL here, so no password can leak.
+databases are never named by URL here, so no password can leak. The waits are heartbeat phase
+`retrying` (heartbeat.wait), so a watchdog tells a daemon waiting out a server from a stuck one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import sqlalchemy.exc as sa_exc
 import tenacity
 
+from scraperd import heartbeat
 from scraperd.errors import ConfigError, Disconnected, SourceError
 from scraperd.logsetup import get_logger
 
@@ -119,6 +121,11 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
     log.warning("db_retry", **fields)
 
 
+def _retry_wait(stop: threading.Event, seconds: float) -> None:
+    """A backoff wait: SIGTERM ends it at once; heartbeat phase `retrying`, refreshed while it lasts."""
+    heartbeat.wait(stop, seconds, "retrying")
+
+
 def reconnecting(stop: threading.Event, max_wait: timedelta) -> tenacity.Retrying:
     """Retry Disconnected without limit: exponential backoff with jitter, capped; SIGTERM ends the wait."""
     cap = max(max_wait.total_seconds(), 0.1)
@@ -131,7 +138,7 @@ def reconnecting(stop: threading.Event, max_wait: timedelta) -> tenacity.Retryin
         retry=tenacity.retry_if_exception_type(Disconnected),
         wait=wait,
         stop=tenacity.stop_when_event_set(stop),
-        sleep=tenacity.nap.sleep_using_event(stop),
+        sleep=lambda seconds: _retry_wait(stop, seconds),
         before_sleep=_log_retry,
         reraise=True,
     )

@@ -85,6 +85,13 @@ def _fresh_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+@pytest.fixture(autouse=True)
+def _own_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Heartbeat files of a test's daemons (in-process or not) go to its own tmp_path/run, never to the
+    checkout's var/run, which the demo fleet uses."""
+    monkeypatch.setenv("SCRAPERD_RUN_DIR", str(tmp_path / "run"))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

@@ -4,6 +4,7 @@ log file (the manual's SV lines, filters, following across rotation)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
@@ -105,14 +106,23 @@ def test_status_reports_last_record_head_lag_and_recent_propagations(make_db, tm
         "note": None, "late_rows_24h": 0}  # not the seed
     inserted = datetime.strptime(row["insertdate"], "%Y-%m-%d %H:%M:%S")
     assert abs(inserted - datetime.now(UTC).replace(tzinfo=None)) < timedelta(minutes=1)
+    for entry in (faker, scraper):  # both ran in this process: their heartbeat files are there
+        beat = entry["heartbeat"]
+        assert beat is not None and beat["pid"] == os.getpid() and 0 <= beat["age_s"] < 60, beat
+        assert beat["phase"] in ("reading", "writing") and beat["ts"].endswith("Z")
+    assert faker["heartbeat"]["lag_s"] is None and scraper["heartbeat"]["lag_s"] == 120.0  # lag at its last tune
 
     rc, table = status_of(cfg, no_supervisord, capsys)
     assert rc == 0
     header, faker_line, scraper_line, footer, state = table.splitlines()
-    assert header.split() == ["SECTION", "MODE", "STATE", "UPTIME", "SOURCE", "SEQNO", "TIMESTART(UTC)",
+    assert header.split() == ["SECTION", "MODE", "STATE", "UPTIME", "BEAT", "SOURCE", "SEQNO", "TIMESTART(UTC)",
                               "INSERTDATE(UTC)", "HEAD(local)", "LAG", "HB", "PROP/1H", "LATE/24H", "NOTE"]
-    assert faker_line.split() == ["adtemp_faker", "faker", "-", "-", "DBNS_SAB_Temp", "2011-02-01", "00:06:40"]
-    assert scraper_line.split()[:7] == ["adtemp_scraper", "scraper", "-", "-", "DBNS_SAB_Temp", "4", "2011-01-31"]
+    faker_cells, scraper_cells = faker_line.split(), scraper_line.split()
+    assert faker_cells[4].endswith("s") and faker_cells[5] == faker["heartbeat"]["phase"]  # BEAT: `0s writing`
+    assert scraper_cells[4].endswith("s") and scraper_cells[5] == scraper["heartbeat"]["phase"]
+    del faker_cells[4:6], scraper_cells[4:6]
+    assert faker_cells == ["adtemp_faker", "faker", "-", "-", "DBNS_SAB_Temp", "2011-02-01", "00:06:40"]
+    assert scraper_cells[:7] == ["adtemp_scraper", "scraper", "-", "-", "DBNS_SAB_Temp", "4", "2011-01-31"]
     assert scraper_line.split()[-5:] == ["00:06:40", "0:02:00", "12.0", "3", "0"]  # head, lag, hb, prop/1h, late
     assert footer.startswith("supervisord: not answering at unix://")
     assert state == "status: OK"

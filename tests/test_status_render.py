@@ -7,7 +7,14 @@ import json
 from datetime import datetime
 
 from scraperd.status import exit_code, render
-from scraperd.status.results import ContextStatus, FleetStatus, LogFile, SectionStatus, SourceHead
+from scraperd.status.results import (
+    ContextStatus,
+    FleetStatus,
+    HeartbeatStatus,
+    LogFile,
+    SectionStatus,
+    SourceHead,
+)
 from scraperd.status.results import SupervisordStatus as Supervisord
 
 NOW = datetime(2026, 5, 9, 7, 35, 25)
@@ -26,9 +33,10 @@ def context(**kw) -> ContextStatus:
                             "propagations_1h": 3, **kw})
 
 
+BEAT = HeartbeatStatus(ts="2026-05-09T07:35:22.125Z", age_s=3.1, phase="sleeping", pid=42, lag_s=120.0, sleep_s=3.0)
 SCRAPER = SectionStatus(section="adtemp_scraper", mode="scraper", state="RUNNING", pid=42, uptime_s=723,
                         status_maxlag_s=3600.0, sources=(context(late_rows_24h=2),),
-                        log=LogFile("var/log/adtemp_scraper.log"))
+                        log=LogFile("var/log/adtemp_scraper.log"), heartbeat=BEAT)
 AVERAGER = SectionStatus(section="adlid_averager", mode="averager", status_maxlag_s=3600.0,
                          sources=(context(source="AD1_LidSensor", lag_heartbeats=None),))
 FAKER = SectionStatus(section="adtemp_faker", mode="faker", sources=(SourceHead("DBNS_SAB_Temp", NOW),))
@@ -36,14 +44,14 @@ FAKER = SectionStatus(section="adtemp_faker", mode="faker", sources=(SourceHead(
 
 def test_every_time_column_header_names_its_zone():
     header, *_ = render.render(fleet(SCRAPER)).splitlines()
-    assert header.split() == ["SECTION", "MODE", "STATE", "UPTIME", "SOURCE", "SEQNO", "TIMESTART(UTC)",
+    assert header.split() == ["SECTION", "MODE", "STATE", "UPTIME", "BEAT", "SOURCE", "SEQNO", "TIMESTART(UTC)",
                               "INSERTDATE(UTC)", "HEAD(local)", "LAG", "HB", "PROP/1H", "LATE/24H", "NOTE"]
 
 
 def test_the_table_shows_a_faker_its_head_and_an_averager_no_late_rows():
     _, faker, averager, footer, state = render.render(fleet(FAKER, AVERAGER)).splitlines()
-    assert faker.split() == ["adtemp_faker", "faker", "-", "-", "DBNS_SAB_Temp", "2026-05-09", "07:35:25"]
-    assert averager.split()[4:] == ["AD1_LidSensor", "4", "2011-01-31", "16:04:30", "2026-05-09", "07:35:25",
+    assert faker.split() == ["adtemp_faker", "faker", "-", "-", "-", "DBNS_SAB_Temp", "2026-05-09", "07:35:25"]
+    assert averager.split()[5:] == ["AD1_LidSensor", "4", "2011-01-31", "16:04:30", "2026-05-09", "07:35:25",
                                     "2011-02-01", "00:06:40", "0:02:00", "-", "3"]
     assert footer == "supervisord: running at unix:///x.sock  (etc/scraper.cfg, now 2026-05-09 07:35:25 UTC)"
     assert state == "status: OK"
@@ -58,7 +66,7 @@ def test_json_keys_are_the_fields_and_late_rows_only_a_scrapers():
     faker, scraper, averager = doc["sections"]
     assert list(scraper) == ["section", "mode", "host", "state", "pid", "uptime_s", "description", "exitstatus",
                              "spawnerr", "unexpected_exit", "status_maxlag_s", "config_error", "errors", "sources",
-                             "log", "check_state"]
+                             "log", "heartbeat", "check_state"]
     assert [s["check_state"] for s in doc["sections"]] == ["OK", "OK", "OK"]
     assert faker["sources"] == [{"source": "DBNS_SAB_Temp", "head": "2026-05-09 07:35:25", "error": None}]
     assert scraper["sources"][0] == {
@@ -69,6 +77,18 @@ def test_json_keys_are_the_fields_and_late_rows_only_a_scrapers():
     assert list(scraper["sources"][0])[-1] == "late_rows_24h"
     assert scraper["log"] == {"file": "var/log/adtemp_scraper.log", "error": None}
     assert "late_rows_24h" not in averager["sources"][0] and averager["log"] is None
+    assert scraper["heartbeat"] == {"ts": "2026-05-09T07:35:22.125Z", "age_s": 3.1, "phase": "sleeping", "pid": 42,
+                                    "lag_s": 120.0, "sleep_s": 3.0}
+    assert faker["heartbeat"] is None and averager["heartbeat"] is None
+
+
+def test_beat_shows_the_heartbeat_age_and_phase_and_a_dash_without_one():
+    _, scraper, faker, *_ = render.render(fleet(SCRAPER, FAKER)).splitlines()
+    assert scraper.split()[4:6] == ["3s", "sleeping"]
+    assert faker.split()[4] == "-"
+    old = SectionStatus(section="x", mode="faker", heartbeat=HeartbeatStatus(
+        ts="2026-05-09T05:35:25.000Z", age_s=7200.0, phase="retrying", pid=1, lag_s=None, sleep_s=None))
+    assert render.beat_cell(old) == "2:00:00 retrying"
 
 
 def test_lagging_failing_and_broken_sections_give_the_lists_and_the_exit_code():

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from scraperd import config, lifecycle, logsetup, notify, preflight, retry
+from scraperd import config, heartbeat, lifecycle, logsetup, notify, preflight, retry
 from scraperd.averager import grid
 from scraperd.averager.grid import Unit, cells, in_order, validity
 from scraperd.averager.queries import (
@@ -234,11 +234,14 @@ class Averager:
         """
         todo = self._todo(run)
         pending = Pending()
+        end = max((u.hi for u in todo[-1]), default=None) if todo else None  # the heartbeat's lag: source time left
         with Queries(self.workers, lambda u: self._query(run, u), (u for cell in todo for u in cell)) as queries:
             for cell in todo:
                 if self.stop.is_set():
                     self._commit(run, pending)
                     return lifecycle.signal_name(self.stop)
+                if end is not None and cell:
+                    heartbeat.beat("reading", lag_s=(end - max(u.hi for u in cell)).total_seconds())
                 pending.records.extend(self._cell(run, queries, len(cell)))
                 pending.cells += 1
                 self.notice.advance(self.cells_done + pending.cells)  # queried; written in batches
@@ -305,6 +308,7 @@ class Averager:
         while pending:
             batch = pending[:BATCH_RECORDS]
             records = [rec for _, rec in batch]
+            heartbeat.beat("writing")
             with retry.side("target"):  # fenced: a second copy of the section that wrote first makes this a no-op
                 seqnos = writer.write_many(self.target, run.tables, records, [p.fence for p in run.plans])
             del pending[:len(batch)]

@@ -65,6 +65,8 @@ class Program(BaseModel):
     reconnect_max_wait: Duration = Field(timedelta(seconds=60),
                                          description="Cap of the exponential backoff between reconnects.")
     dbi_loglevel: Level = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    run_dir: OptPath = Field(None, description="Directory of the heartbeat files, <section>.heartbeat "
+                             "(default $SCRAPERD_RUN_DIR, else var/run of the checkout).")
     supervisor_autostart: Bool = Field(True, description="supervisord autostart for this program.")
     supervisor_startsecs: Int = Field(5, ge=0, description="supervisord startsecs.")
     supervisor_startretries: Int = Field(3, ge=0, description="supervisord startretries.")

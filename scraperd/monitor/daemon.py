@@ -5,7 +5,9 @@ scrapers' backoff for at most reconnect_max_wait (`db_retry` events): a restarti
 out, not notified. Each round logs `monitor_round` (state, counts, elapsed_s), a `check_changed` event for every check
 whose state changed since the round before (a check first seen bad counts as changed), and hands
 the results to the notifier, which sends in the background: a slow or unreachable mail server never
-delays the next round. Lives as every daemon does (lifecycle.serve): SIGTERM ends the wait at once.
+delays the next round. Lives as every daemon does (lifecycle.serve): SIGTERM ends the wait at once;
+heartbeats: reading during a round, sleeping between rounds (refreshed every few seconds), retrying
+while a database that could not be read is read again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from scraperd import config, lifecycle, logsetup
+from scraperd import config, heartbeat, lifecycle, logsetup
 from scraperd.monitor.results import CheckResult, State, worst
 from scraperd.monitor.rounds import Monitor, counts
 
@@ -43,6 +45,7 @@ class MonitorDaemon:
         s = m.settings
         while not self.stop.is_set():
             t0 = time.monotonic()
+            heartbeat.beat("reading")
             results = self._confirmed(m, m.round())
             self.rounds += 1
             self._log(results, time.monotonic() - t0)
@@ -68,7 +71,7 @@ class MonitorDaemon:
             wait = min(0.5 * 2 ** (attempt - 1), budget - waited)
             log.warning("db_retry", db="monitor", attempt=attempt, wait_s=round(wait, 1), checks=len(news),
                         error=news[0].summary)
-            if lifecycle.pause(self.stop, wait):
+            if lifecycle.pause(self.stop, wait, "retrying"):
                 return results
             waited += wait
             results = m.round()

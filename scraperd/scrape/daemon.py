@@ -19,6 +19,8 @@
              other source has read past its time (or has nothing more to read). A source far ahead
              of the others waits for them instead of piling up records.
     sleep    stop.wait(sleep_s): SIGTERM ends the wait at once; the current write always finishes.
+    beat     heartbeat phases reading (a source query), writing (a commit), sleeping (lifecycle.pause);
+             the lag and sleep of the last tune (heartbeat.py: throttled, free while catching up).
 
 This module only reads, writes, sleeps, retries and logs. What to sample and when to propagate is
 decided in sampling.py (decide()) and the regime; when to commit and how long to sleep in
@@ -36,7 +38,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from scraperd import config, lifecycle, logsetup, notify, preflight, retry
+from scraperd import config, heartbeat, lifecycle, logsetup, notify, preflight, retry
 from scraperd.dbi import reader, writer
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, create_tables
@@ -278,6 +280,7 @@ class ScraperDaemon:
         s = self.s
         while True:
             if not cur.buffer:
+                heartbeat.beat("reading")
                 smp = cur.sampler
                 with retry.side("source"), self.source_engine.connect() as conn:
                     rows = source.rows_from(conn, cur.table, smp.tcursor, smp.last_seen, s.batch_size,
@@ -377,6 +380,7 @@ class ScraperDaemon:
         """Write the chosen (source, position) pending records in one fenced transaction, in order."""
         cursors = run.cursors
         records = [cursors[i].pending[n][1] for i, n in chosen]
+        heartbeat.beat("writing")
         with retry.side("target"):
             seqnos = writer.write_many(self.target, run.tables, records, [c.fence for c in cursors])
         for cur in cursors:
@@ -399,6 +403,7 @@ class ScraperDaemon:
                 if head is not None]
         tune = schedule.tune(lags, self.s.effective_heartbeat)
         run.sleep_s = tune.sleep_s
+        heartbeat.beat("reading", lag_s=tune.maxlag.total_seconds(), sleep_s=tune.sleep_s)
         log.info("tune", maxlag_s=round(tune.maxlag.total_seconds(), 1), lag_heartbeats=round(tune.lag_heartbeats, 1),
                  sleep_s=tune.sleep_s)
 

@@ -1,8 +1,8 @@
 """`scraperd status`: the fleet in one table — supervisord's view of every program, and per source
 context how far the target is behind its source.
 
-    SECTION         MODE     STATE    UPTIME   SOURCE         SEQNO  TIMESTART(UTC)       INSERTDATE(UTC)      HEAD(local)          LAG      HB    PROP/1H  LATE/24H  NOTE
-    adtemp_scraper  scraper  RUNNING  0:12:03  DBNS_SAB_Temp  412    2011-02-01 01:10:00  2026-05-09 07:35:25  2011-02-01 09:10:30  0:00:20  2.0   6        0
+    SECTION         MODE     STATE    UPTIME   BEAT         SOURCE         SEQNO  TIMESTART(UTC)       INSERTDATE(UTC)      HEAD(local)          LAG      HB    PROP/1H  LATE/24H  NOTE
+    adtemp_scraper  scraper  RUNNING  0:12:03  2s sleeping  DBNS_SAB_Temp  412    2011-02-01 01:10:00  2026-05-09 07:35:25  2011-02-01 09:10:30  0:00:20  2.0   6        0
 
 Per context of a scraper or averager: the last validity record (dbi.reader.last_validity, the one a
 restart resumes from), the source head (latest date_time, local), the lag = head − tcursor with
@@ -88,6 +88,10 @@ committed after it had read past their date_time, which it never reads but a reb
 its log file (and the rotated ones before it): the file supervisord names for the program, else
 var/log/<section>.log, or in --logdir; "-" when the file cannot be read, with the reason below the
 table. STATE is supervisord's ("-" when it does not answer, "absent" when it has no such program).
+BEAT is the age and phase of the program's own heartbeat file (<run_dir>/<section>.heartbeat,
+written by the daemon: reading, writing, sleeping, retrying; "-" when there is none), e.g. `3s sleeping`;
+--json gives it as "heartbeat" {ts, age_s, phase, pid, lag_s, sleep_s} or null. It never changes the
+exit code.
 A time column's header names its zone: (UTC) as DBI holds it, (local) the section's source_tz.
 The last line names the state and what made it ("status: WARNING (1 stopped: adtemp_scraper)");
 --json gives it as "state", and each section's as "check_state". Exit codes (nagios'):
@@ -102,7 +106,7 @@ An averager whose target has no record yet (it is run by hand, now and then) is 
 yet", not failing. Late rows never change the exit code.
 
 config keys read: source, target, kls, source_tz, source_delay, timefloor, heartbeat, offset,
-status_maxlag, seed_target_tables, seed_timestart, seed_timeend
+status_maxlag, seed_target_tables, seed_timestart, seed_timeend, run_dir
 """
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from scraperd import config, databases, logview, preflight
+from scraperd import config, databases, heartbeat, logview, preflight
 from scraperd.dbi import reader
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables, tables_for
@@ -33,6 +33,7 @@ from scraperd.scrape import sampling, source
 from scraperd.status.results import (
     ContextStatus,
     FleetStatus,
+    HeartbeatStatus,
     LogFile,
     SectionStatus,
     SourceHead,
@@ -264,6 +265,15 @@ def _counted_late(entry: SectionStatus, proc: ProgramState | None, logdir: Path 
     return replace(entry, sources=rows, log=log)
 
 
+def heartbeat_status(settings: config.Program, section: str, now: datetime) -> HeartbeatStatus | None:
+    """The section's heartbeat file read back (None when there is none); now is naive UTC."""
+    beat = heartbeat.read(heartbeat.path_for(heartbeat.run_dir(settings), section))
+    if beat is None:
+        return None
+    return HeartbeatStatus(ts=heartbeat.stamp(beat.ts), age_s=round(beat.age_s(now.replace(tzinfo=UTC)), 1),
+                           phase=beat.phase, pid=beat.pid, lag_s=beat.lag_s, sleep_s=beat.sleep_s)
+
+
 def _broken(cfg: config.ConfigFile, name: str, exc: ConfigError) -> SectionStatus:
     """A section that fails validation: its mode as written, and its errors."""
     mode = cfg.sections.get(name, {}).get("mode", cfg.defaults.get("mode", "scraper"))
@@ -279,7 +289,8 @@ def _configured(cfg: config.ConfigFile, name: str, proc: ProgramState | None, db
         return _broken(cfg, name, exc)
     s = loaded.settings
     entry = SectionStatus(section=name, mode=s.mode, host=s.host or None, status_maxlag_s=(
-        s.status_maxlag.total_seconds() if isinstance(s, config.TargetCommon) else None))
+        s.status_maxlag.total_seconds() if isinstance(s, config.TargetCommon) else None),
+        heartbeat=heartbeat_status(s, name, now))
     try:
         entry = replace(entry, sources=section_status(loaded, dbs, now))
     except READ_ERRORS as exc:

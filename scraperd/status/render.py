@@ -17,7 +17,8 @@ from scraperd.status.results import ContextStatus, FleetStatus, SectionStatus, S
 TIME = "%Y-%m-%d %H:%M:%S"
 
 # column -> header; a time column's header names its zone (DBI is UTC, the source's head local)
-COLUMNS = {"section": "SECTION", "mode": "MODE", "state": "STATE", "uptime": "UPTIME", "source": "SOURCE",
+COLUMNS = {"section": "SECTION", "mode": "MODE", "state": "STATE", "uptime": "UPTIME", "beat": "BEAT",
+           "source": "SOURCE",
            "seqno": "SEQNO", "timestart": "TIMESTART(UTC)", "insertdate": "INSERTDATE(UTC)",
            "head": "HEAD(local)", "lag": "LAG", "hb": "HB", "prop/1h": "PROP/1H", "late/24h": "LATE/24H",
            "note": "NOTE"}
@@ -70,6 +71,15 @@ def _dash(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+def beat_cell(e: SectionStatus) -> str:
+    """`3s sleeping`: the heartbeat's age and phase; "-" without a heartbeat file."""
+    hb = e.heartbeat
+    if hb is None:
+        return "-"
+    age = f"{int(hb.age_s)}s" if hb.age_s < 100 else _duration(hb.age_s)
+    return f"{age} {hb.phase}"
+
+
 def _note(e: SectionStatus, r: ContextStatus) -> str:
     if r.lagging:
         return f"LAGGING (> {_duration(e.status_maxlag_s)})"
@@ -95,7 +105,8 @@ def _source_cells(r: SourceHead) -> dict[str, str]:
 
 def _section_rows(e: SectionStatus) -> list[dict[str, str]]:
     """The table rows of one section: one per source, the section's own cells on the first."""
-    first = {"section": e.section, "mode": e.mode or "?", "state": e.state, "uptime": _duration(e.uptime_s)}
+    first = {"section": e.section, "mode": e.mode or "?", "state": e.state, "uptime": _duration(e.uptime_s),
+             "beat": beat_cell(e)}
     if not e.sources:
         return [{**first, "note": "config error" if e.config_error else "; ".join(e.errors)}]
     rows = [_context_cells(e, r) if isinstance(r, ContextStatus) else _source_cells(r) for r in e.sources]

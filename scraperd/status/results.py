@@ -67,6 +67,18 @@ class LogFile:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class HeartbeatStatus:
+    """The section's heartbeat file (heartbeat.py): when and in which phase its daemon last beat."""
+
+    ts: str                 # ISO UTC, as the file holds it
+    age_s: float            # seconds since then
+    phase: str              # starting, reading, writing, sleeping, retrying
+    pid: int
+    lag_s: float | None     # the daemon's own lag
+    sleep_s: float | None   # its current sleep
+
+
 @dataclass(frozen=True, kw_only=True)
 class SectionStatus:
     """One config section: supervisord's view of its program, and per source what its databases say."""
@@ -86,6 +98,7 @@ class SectionStatus:
     errors: tuple[str, ...] = ()
     sources: tuple[SourceHead | ContextStatus, ...] = ()
     log: LogFile | None = None  # scrapers only
+    heartbeat: HeartbeatStatus | None = None  # None: no heartbeat file (never run here, or a broken section)
 
     @property
     def failing(self) -> bool:
