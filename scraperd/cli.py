@@ -118,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
 
     # operator commands: gen-ini, status, logs (each module registers its own subparser)
-    from scraperd import logview, monitor, status, supervisor
+    from scraperd import logview, monitor, status, supervisor, watchdog
 
-    for module in (supervisor, status, monitor, logview):
+    for module in (supervisor, status, monitor, logview, watchdog):
         module.register(sub)
     return p
 
@@ -210,6 +210,9 @@ def _check_section(cfg: config.ConfigFile, name: str, *, connect: bool) -> dict[
         row.update(mode=s.mode, regime=getattr(s, "regime", "").rsplit(":", 1)[-1],
                    source=databases.describe_text(getattr(s, "source", "") or ""),
                    target=databases.describe_text(getattr(s, "target", "") or ""))
+        if isinstance(s, config.WatchdogSection):
+            row["status"] = "ok"
+            return row
         if isinstance(s, config.MonitorSection):
             from scraperd.monitor import Monitor
 
@@ -343,6 +346,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from scraperd import faker
 
         return faker.run(loaded.of(config.FakerSection))
+    if loaded.mode == "watchdog":
+        print(f"{PROG}: [{loaded.name}] is the watchdog: supervisord runs it as `scraperd watchdog` (gen-ini ALL)",
+              file=sys.stderr)
+        return 2
     if loaded.mode == "monitor":
         from scraperd.monitor import daemon as monitor_daemon
 

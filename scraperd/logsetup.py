@@ -27,6 +27,11 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
                   first: table, context, expected, found; nothing written, resumed from the target);
                   error level: source_error (then a db_retry); heartbeat_failed (the heartbeat file could
                   not be written: file, error; once, until a write succeeds again; the daemon goes on)
+    stuck         watchdog: a RUNNING program's heartbeat older than stuck_after: program, pid, age_s,
+                  stuck_after_s, phase, action (restarting); then restart (step), or restart_failed (a restart
+                  that brought no fresh heartbeat: reported once, not repeated); retrying (a program
+                  waiting out a database: not stuck); watchdog_notify (program, state, summary, recipients);
+                  watchdog_error (a handler failed: the event is acknowledged all the same)
     late_row      a source row committed after the scraper read past its date_time (never read; a rebuild
                   would read it): source, id, date_time, late_s, found (poll|startup), action; beyond 10
                   per look, one more with rows, first_id, last_id

@@ -177,7 +177,7 @@ def test_an_expected_file_gone_wrong_is_unknown_and_the_other_checks_go_on(tmp_p
     ("regime", "scraperd.regimes.adtemp:AdTemp", "regime: not used by mode = monitor (it is a scraper, faker, "
                                                  "averager key)"),
     ("routes", "sorce: dcs@lab.org", "routes: 'sorce' is not a check (freshness, source, expected, replication, "
-                                     "fleet, progress, config, *) (did you mean 'source'?)"),
+                                     "fleet, progress, config, watchdog, *) (did you mean 'source'?)"),
     ("renotify", "0s", "renotify: must be at least 1s, got 0s"),
     ("every", "0s", "every: must be at least 1s, got 0s"),
     ("supervisor_conf", "/nonexistent/supervisord.conf", "supervisor_conf: no such file /nonexistent/supervisord.conf"),

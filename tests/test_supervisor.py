@@ -76,7 +76,8 @@ def test_gen_ini_writes_each_key_supervisord_needs_with_section_overrides(tmp_pa
     out, logdir = tmp_path / "conf.d", tmp_path / "log"
     assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "-o", str(out), "--logdir", str(logdir)]) == 0
     assert capsys.readouterr().out.splitlines() == [f"wrote {out / 'adtemp_faker.ini'}",
-                                                    f"wrote {out / 'adtemp_scraper.ini'}"]
+                                                    f"wrote {out / 'adtemp_scraper.ini'}",
+                                                    f"wrote {out / 'scraperd_watchdog.ini'}"]  # the event listener
     for name in ("adtemp_faker", "adtemp_scraper"):
         raw = configparser.RawConfigParser()
         raw.read(out / f"{name}.ini")
@@ -129,7 +130,8 @@ def test_gen_ini_host_picks_only_the_sections_of_that_machine(tmp_path, capsys):
                     adtemp_scraper={"mode": "scraper", "regime": ADTEMP, "target": "sqlite:///t.db", "host": "DYB1"})
     out = tmp_path / "conf.d"
     assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "--host", "dyb1", "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["adtemp_faker.ini", "adtemp_scraper.ini"]
+    assert sorted(p.name for p in out.iterdir()) == ["adtemp_faker.ini", "adtemp_scraper.ini",
+                                                     "scraperd_watchdog.ini"]  # a watchdog on every host
     capsys.readouterr()
     assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "--host", "dyb9", "-o", str(tmp_path / "none")]) == 1
     assert "no section has host = 'dyb9' (hosts in" in capsys.readouterr().err
@@ -152,7 +154,7 @@ def test_gen_ini_on_a_broken_config_writes_every_program_and_warns_each_error(tm
     assert any("[pmthv_faker] supervisor_logfile_maxbytes: 'lots' is not a size" in e for e in err)
     assert "end FATAL" in err[-1]
     assert sorted(p.name for p in out.iterdir()) == ["adtemp_faker.ini", "adtemp_scraper.ini", "pmthv_faker.ini",
-                                                     "pmthv_scraper.ini"]
+                                                     "pmthv_scraper.ini", "scraperd_watchdog.ini"]
     broken = supervisord_reads(out / "adtemp_scraper.ini")
     assert broken["startretries"] == 9 and broken["exitcodes"] == [0]  # its own supervisor keys still count
     assert supervisord_reads(out / "pmthv_faker.ini")["stdout_logfile_maxbytes"] == 50 * 1024 * 1024
@@ -177,7 +179,7 @@ def test_gen_ini_all_removes_files_of_sections_gone_from_the_config(tmp_path, ca
     capsys.readouterr()
     assert cli_main(["-c", str(cfg), "gen-ini", "ALL", "-o", str(out)]) == 0
     assert f"removed {out / 'adtemp_scraper.ini'}" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["adtemp_faker.ini", "hand_made.ini"]
+    assert sorted(p.name for p in out.iterdir()) == ["adtemp_faker.ini", "hand_made.ini", "scraperd_watchdog.ini"]
 
 
 def test_gen_ini_names_the_mycnf_file_never_its_password(tmp_path, monkeypatch):
@@ -197,7 +199,7 @@ def test_scraperd_gen_ini_command_line(tmp_path):
     ok = subprocess.run([str(SCRAPERD), "-c", str(cfg), "gen-ini", "ALL", "-o", str(out)], capture_output=True,
                         text=True)
     assert ok.returncode == 0, ok.stderr
-    assert len(ok.stdout.splitlines()) == 2
+    assert len(ok.stdout.splitlines()) == 3  # two programs and the watchdog
     small_cfg(cfg, adtemp_faker={"mode": "faker", "regime": ADTEMP, "sleep": "soon"})
     bad = subprocess.run([str(SCRAPERD), "-c", str(cfg), "gen-ini", "ALL", "-o", str(tmp_path / "x")],
                          capture_output=True, text=True)
@@ -287,7 +289,7 @@ def test_fleet_runs_under_supervisord_and_stops_cleanly(make_db, backend, tmp_pa
     for name in names:
         sv.wait_state(name, "RUNNING")
     ctl_status = sv.ctl("status").stdout
-    assert all(f"{name}" in ctl_status for name in names) and ctl_status.count("RUNNING") == 4
+    assert all(f"{name}" in ctl_status for name in names) and ctl_status.count("RUNNING") == 5  # and the watchdog
 
     # rows flow: faker -> source -> scraper -> target (beyond the seeds: 1 adtemp, 2 pmthv contexts)
     wait_until(lambda: vld_count(tgt.engine, "DcsAdTemp") >= 4 and vld_count(tgt.engine, "DcsPmtHv") >= 6,

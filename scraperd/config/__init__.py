@@ -38,6 +38,7 @@ from scraperd.config.models import (
     ScraperSection,
     Section,
     TargetCommon,
+    WatchdogSection,
     program_keys,
 )
 from scraperd.config.values import (
@@ -58,6 +59,7 @@ __all__ = [
     "CHECKS",
     "FakerSection",
     "MonitorSection",
+    "WatchdogSection",
     "Notify",
     "Program",
     "Loaded",

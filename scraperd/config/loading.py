@@ -33,6 +33,7 @@ from scraperd.config.models import (
     Program,
     ScraperSection,
     Section,
+    WatchdogSection,
     _KeyError,
 )
 from scraperd.config.values import did_you_mean
@@ -175,7 +176,7 @@ def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None
         raise ConfigErrors.combined(keys.problems)
     for key in model.model_fields:
         keys.origin.setdefault(key, "default")
-    assert isinstance(settings, ScraperSection | FakerSection | AveragerSection | MonitorSection)
+    assert isinstance(settings, ScraperSection | FakerSection | AveragerSection | MonitorSection | WatchdogSection)
     return Loaded(name=name, file=cfg, settings=settings, origin=keys.origin, ignored=keys.ignored)
 
 

@@ -57,8 +57,8 @@ class Program(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    mode: Literal["scraper", "faker", "averager", "monitor"] = Field(
-        "scraper", description="What the section runs: scraper, faker, averager or monitor.")
+    mode: Literal["scraper", "faker", "averager", "monitor", "watchdog"] = Field(
+        "scraper", description="What the section runs: scraper, faker, averager, monitor or watchdog.")
     maxiter: Int = Field(0, ge=0, description="Iterations to run, 0 for no limit.")
     timeformat: str = Field("%Y-%m-%d %H:%M:%S", description="strftime format of datetimes in logs.")
     host: str = Field("", description="Machine that runs this section (gen-ini --host picks by it).")
@@ -81,7 +81,7 @@ class Program(BaseModel):
 
 
 CHECKS = ("freshness", "source", "expected", "replication", "fleet")
-ROUTED = (*CHECKS, "progress", "config", "*")  # what a route may name: the checks, a job's progress, a broken section
+ROUTED = (*CHECKS, "progress", "config", "watchdog", "*")  # what a route may name: the checks, a job's progress, a broken section
 
 
 class Notify(BaseModel):
@@ -348,6 +348,25 @@ class MonitorSection(Notify, Program):
         return self
 
 
+class WatchdogSection(Notify, Program):
+    """mode = watchdog: the settings of `scraperd watchdog`, supervisord's event listener (gen-ini writes
+    it as [eventlistener:scraperd_watchdog]); without such a section, these defaults."""
+
+    stuck_after: OptDuration = Field(None, description="A RUNNING program whose heartbeat is older than this is "
+                                     "stuck (default max(3 × its current sleep, 2m)); phase retrying never is.")
+    restart_backoff: Duration = Field(timedelta(minutes=10), description="At most one restart of a stuck "
+                                      "program per this long.")
+    tick: Int = Field(60, description="supervisord tick the heartbeats are checked on: 60 (TICK_60) or 5 (TICK_5).")
+
+    @model_validator(mode="after")
+    def _tick(self) -> WatchdogSection:
+        if self.tick not in (5, 60):
+            raise _KeyError("tick", f"must be 60 or 5 (supervisord's TICK_60, TICK_5), got {self.tick}")
+        if self.stuck_after is not None and self.stuck_after <= timedelta(0):
+            raise _KeyError("stuck_after", f"must be above 0s, got {format_value(self.stuck_after)}")
+        return self
+
+
 class ProgramKeys(BaseModel):
     """What supervisord needs of a section, readable even when the rest of the section is broken."""
 
@@ -379,6 +398,6 @@ def program_keys(cfg: ConfigFile, name: str) -> ProgramKeys:
 
 
 MODELS: dict[str, type[Program]] = {"scraper": ScraperSection, "faker": FakerSection, "averager": AveragerSection,
-                                    "monitor": MonitorSection}
+                                    "monitor": MonitorSection, "watchdog": WatchdogSection}
 ALL_KEYS = sorted({k for m in MODELS.values() for k in m.model_fields})
-Section = ScraperSection | FakerSection | AveragerSection | MonitorSection
+Section = ScraperSection | FakerSection | AveragerSection | MonitorSection | WatchdogSection

@@ -58,8 +58,8 @@ def _supervisor_conf(args: argparse.Namespace) -> Path | None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = config.read_file(config.config_path(args.config))
-    if args.section == ALL:
-        names = list(cfg.sections)
+    if args.section == ALL:  # a watchdog section is supervisord's event listener, not a program of its name
+        names = [n for n, keys in cfg.sections.items() if {**cfg.defaults, **keys}.get("mode") != "watchdog"]
     else:
         config.validate(cfg, args.section)  # an unknown or broken section named on purpose: exit 78
         names = [args.section]

@@ -227,7 +227,7 @@ def _source_head(name: str, head: datetime | None | BaseException) -> SourceHead
 def section_status(loaded: config.Loaded, dbs: Databases, now: datetime) -> tuple[SourceHead | ContextStatus, ...]:
     """The per-source rows of one validated section."""
     s = loaded.settings
-    if isinstance(s, config.MonitorSection):  # reads no source and writes no target: its state only
+    if isinstance(s, config.MonitorSection | config.WatchdogSection):  # reads no source, writes no target
         return ()
     regime = s.regime_cls
     heads = _heads(dbs, s, regime)

@@ -139,6 +139,39 @@ def program_ini(loaded: Program | config.Loaded, *, command: Sequence[str], conf
     return "\n".join(head + [f"{k} = {v}" for k, v in keys.items()]) + "\n"
 
 
+LISTENER = "scraperd_watchdog"
+
+
+def listener_ini(settings: Any, *, section: str | None, command: Sequence[str], config_file: Path, directory: Path,
+                 logdir: Path, environment: dict[str, str]) -> str:
+    """The text of scraperd_watchdog.ini: `scraperd -c CFG watchdog` as supervisord's event listener
+    (PROCESS_STATE and TICK_60, or TICK_5 with tick = 5). stdout is the protocol: its log is stderr's."""
+    argv = [*command, "-c", str(config_file), "watchdog"]
+    for arg in argv:
+        _checked(arg, "command argument")
+    keys = {
+        "command": _percent(shlex.join(argv)),
+        "directory": _percent(_checked(str(directory), "directory")),
+        "environment": ",".join(env_pair(k, v) for k, v in environment.items()),
+        "events": f"PROCESS_STATE,TICK_{settings.tick}",
+        "autostart": "true",
+        "autorestart": "true",
+        "startsecs": "1",
+        "buffer_size": "100",
+        "stdout_logfile": "NONE",  # the protocol, not a log
+        "stderr_logfile": _percent(_checked(str(logfile_for(LISTENER, logdir)), "log file"), times=2),
+        "stderr_logfile_maxbytes": settings.supervisor_logfile_maxbytes.strip(),
+        "stderr_logfile_backups": str(settings.supervisor_logfile_backups),
+        "stopsignal": "TERM",
+    }
+    where = f"[{section or LISTENER}]"  # generated_from() reads the config path before " ["
+    head = [f"{GENERATED_MARK}{_checked(str(config_file), 'config path')} {where}",
+            f"; the fleet's watchdog. Edit the config, not this file, and regenerate: scraperd -c {config_file} "
+            "gen-ini ALL",
+            f"[eventlistener:{LISTENER}]"]
+    return "\n".join(head + [f"{k} = {v}" for k, v in keys.items()]) + "\n"
+
+
 def _program_name_ok(name: str) -> bool:
     try:
         process_or_group_name(name)
@@ -266,7 +299,12 @@ def generate(config_file: Path, which: str, *, outdir: Path, host: str | None = 
     command = list(command or scraperd_command())
     env = program_environment(config_file)
     texts = {lo.name: program_ini(lo, command=command, config_file=config_file, directory=directory,
-                                  logdir=logdir, environment=env) for lo in chosen}
+                                  logdir=logdir, environment=env) for lo in chosen if lo.settings.mode != "watchdog"}
+    watchdogs = [lo for lo in chosen if lo.settings.mode == "watchdog"]
+    if which == ALL or watchdogs:
+        settings = watchdogs[0].settings if watchdogs else config.WatchdogSection.model_validate({"mode": "watchdog"})
+        texts[LISTENER] = listener_ini(settings, section=watchdogs[0].name if watchdogs else None, command=command,
+                                       config_file=config_file, directory=directory, logdir=logdir, environment=env)
     outdir.mkdir(parents=True, exist_ok=True)
     logdir.mkdir(parents=True, exist_ok=True)  # supervisord will not create a log file's directory
     written = [_write_atomic(outdir / f"{name}.ini", text) for name, text in texts.items()]
