@@ -110,13 +110,8 @@ def program_ini(loaded: Program | config.Loaded, *, command: Sequence[str], conf
                 logdir: Path, environment: dict[str, str]) -> str:
     """The text of <section>.ini for one section."""
     s, name = loaded.settings, loaded.name
-    argv = [*command, "-c", str(config_file), "run", name]
-    for arg in argv:
-        _checked(arg, "command argument")
     keys = {
-        "command": _percent(shlex.join(argv)),
-        "directory": _percent(_checked(str(directory), "directory")),
-        "environment": ",".join(env_pair(k, v) for k, v in environment.items()),
+        **_launch_keys([*command, "-c", str(config_file), "run", name], directory, environment),
         "autostart": "true" if s.supervisor_autostart else "false",
         "autorestart": "unexpected",
         "exitcodes": "0",
@@ -136,6 +131,21 @@ def program_ini(loaded: Program | config.Loaded, *, command: Sequence[str], conf
         f"regenerate: scraperd -c {config_file} gen-ini {name}",
         f"[program:{name}]",
     ]
+    return _text(head, keys)
+
+
+def _launch_keys(argv: list[str], directory: Path, environment: dict[str, str]) -> dict[str, str]:
+    """command, directory and environment of a program or listener, each checked for supervisord."""
+    for arg in argv:
+        _checked(arg, "command argument")
+    return {
+        "command": _percent(shlex.join(argv)),
+        "directory": _percent(_checked(str(directory), "directory")),
+        "environment": ",".join(env_pair(k, v) for k, v in environment.items()),
+    }
+
+
+def _text(head: list[str], keys: dict[str, str]) -> str:
     return "\n".join(head + [f"{k} = {v}" for k, v in keys.items()]) + "\n"
 
 
@@ -146,13 +156,8 @@ def listener_ini(settings: Any, *, section: str | None, command: Sequence[str], 
                  logdir: Path, environment: dict[str, str]) -> str:
     """The text of scraperd_watchdog.ini: `scraperd -c CFG watchdog` as supervisord's event listener
     (PROCESS_STATE and TICK_60, or TICK_5 with tick = 5). stdout is the protocol: its log is stderr's."""
-    argv = [*command, "-c", str(config_file), "watchdog"]
-    for arg in argv:
-        _checked(arg, "command argument")
     keys = {
-        "command": _percent(shlex.join(argv)),
-        "directory": _percent(_checked(str(directory), "directory")),
-        "environment": ",".join(env_pair(k, v) for k, v in environment.items()),
+        **_launch_keys([*command, "-c", str(config_file), "watchdog"], directory, environment),
         "events": f"PROCESS_STATE,TICK_{settings.tick}",
         "autostart": "true",
         "autorestart": "true",
@@ -169,7 +174,7 @@ def listener_ini(settings: Any, *, section: str | None, command: Sequence[str], 
             f"; the fleet's watchdog. Edit the config, not this file, and regenerate: scraperd -c {config_file} "
             "gen-ini ALL",
             f"[eventlistener:{LISTENER}]"]
-    return "\n".join(head + [f"{k} = {v}" for k, v in keys.items()]) + "\n"
+    return _text(head, keys)
 
 
 def _program_name_ok(name: str) -> bool:
