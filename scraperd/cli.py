@@ -118,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
 
     # operator commands: gen-ini, status, logs (each module registers its own subparser)
-    from scraperd import logview, monitor, status, supervisor, watchdog
+    from scraperd import backup, logview, monitor, status, supervisor, watchdog
 
-    for module in (supervisor, status, monitor, logview, watchdog):
+    for module in (supervisor, status, monitor, logview, watchdog, backup):
         module.register(sub)
     return p
 
@@ -350,6 +350,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{PROG}: [{loaded.name}] is the watchdog: supervisord runs it as `scraperd watchdog` (gen-ini ALL)",
               file=sys.stderr)
         return 2
+    if loaded.mode == "backup":
+        print(f"{PROG}: [{loaded.name}] holds the settings of `scraperd backup` and `scraperd restore` "
+              "(run them from cron; see `scraperd backup --help`)", file=sys.stderr)
+        return 2
     if loaded.mode == "monitor":
         from scraperd.monitor import daemon as monitor_daemon
 
@@ -422,7 +426,14 @@ def _table_lines(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives a `nargs="*"` positional only the words before the first option: `backup DB --dir D
+    # TABLE` leaves TABLE over. Commands with a TABLE list take such words; any other leftover is an error.
+    if extra and hasattr(args, "tables") and not any(e.startswith("-") for e in extra):
+        args.tables = [*args.tables, *extra]
+    elif extra:  # the subcommand's own parser says it (backup, restore, verify: exit 78)
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         func = getattr(args, "func", None) or COMMANDS[args.command]
         return int(func(args))

@@ -22,15 +22,16 @@ BAR_EVERY_S = 0.2          # bar redraws on a terminal
 class Progress:
     """Territory bins done of total, aggregated rows per second and the ETA."""
 
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, *, unit: str = "bins", event: str = "progress") -> None:
         self.total, self.done, self.rows = total, 0, 0
+        self.unit, self.event = unit, event
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.t0 = self.last = time.monotonic()
         self.drawn = False
 
-    def advance(self, rows: int) -> None:
-        self.done += 1
+    def advance(self, rows: int, units: int = 1) -> None:
+        self.done += units
         self.rows += rows
         now = time.monotonic()
         every = BAR_EVERY_S if self.tty else PROGRESS_EVERY_S
@@ -46,14 +47,15 @@ class Progress:
     def report(self, now: float) -> None:
         rate, eta = self._rates(now)
         if not self.tty:
-            log.info("progress", done=self.done, total=self.total, rows_per_s=round(rate),
+            log.info(self.event, done=self.done, total=self.total, rows_per_s=round(rate),
                      eta_s=None if eta is None else round(eta, 1))
             return
         width = 30
+        pct = 100 * self.done // max(self.total, 1)
         filled = width * self.done // max(self.total, 1)
         eta_text = "-:--:--" if eta is None else f"{int(eta) // 3600}:{int(eta) % 3600 // 60:02d}:{int(eta) % 60:02d}"
         # \r before and after: a log line printed next starts at column 0 and overwrites the bar
-        self.stream.write(f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} bins"
+        self.stream.write(f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.unit} {pct}%"
                           f"  {rate:,.0f} rows/s  ETA {eta_text}\r")
         self.stream.flush()
         self.drawn = True

@@ -206,7 +206,7 @@ def programs_of(cfg: config.ConfigFile) -> dict[str, config.Program]:
     """Every section supervisord runs as a program, with its settings (a broken one: the defaults)."""
     out: dict[str, config.Program] = {}
     for name, keys in cfg.sections.items():
-        if {**cfg.defaults, **keys}.get("mode") == "watchdog":
+        if {**cfg.defaults, **keys}.get("mode") in config.NOT_PROGRAMS:
             continue
         try:
             out[name] = config.validate(cfg, name).settings

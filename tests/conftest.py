@@ -58,6 +58,7 @@ def require_mysql() -> None:
 class TestDB:
     """A fresh, empty database of one backend, with its URL and engine."""
 
+    __test__ = False  # not a test class, though its name starts with Test
     backend: str
     url: URL
     engine: Engine

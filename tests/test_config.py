@@ -73,7 +73,7 @@ MALFORMED = [
     (replace("offset = 0", "offset = ten"), "adtemp_scraper", f"{S} offset: cannot parse 'ten' as a whole number"),
     (with_key("threshold = high"), "adtemp_scraper", f"{S} threshold: cannot parse 'high' as a number"),
     (replace("mode = scraper", "mode = scrapper"), "adtemp_scraper",
-     f"{S} mode: 'scrapper' is not one of scraper, faker, averager, monitor, watchdog (did you mean 'scraper'?)"),
+     f"{S} mode: 'scrapper' is not one of scraper, faker, averager, monitor, watchdog, backup (did you mean 'scraper'?)"),
     (replace("regime = scraperd.regimes.adtemp:AdTemp\nmode = scraper",
              "regime = scraperd.regimes.adtemp.AdTemp\nmode = scraper"), "adtemp_scraper",
      f"{S} regime: expected package.module:Class, got 'scraperd.regimes.adtemp.AdTemp'"),

@@ -28,6 +28,7 @@ from scraperd.config.models import (
     ALL_KEYS,
     MODELS,
     AveragerSection,
+    BackupSection,
     FakerSection,
     MonitorSection,
     Program,
@@ -176,7 +177,8 @@ def validate(cfg: ConfigFile, name: str, overrides: dict[str, str] | None = None
         raise ConfigErrors.combined(keys.problems)
     for key in model.model_fields:
         keys.origin.setdefault(key, "default")
-    assert isinstance(settings, ScraperSection | FakerSection | AveragerSection | MonitorSection | WatchdogSection)
+    assert isinstance(settings, ScraperSection | FakerSection | AveragerSection | MonitorSection | WatchdogSection
+                                | BackupSection)
     return Loaded(name=name, file=cfg, settings=settings, origin=keys.origin, ignored=keys.ignored)
 
 

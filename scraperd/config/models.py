@@ -57,8 +57,9 @@ class Program(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
-    mode: Literal["scraper", "faker", "averager", "monitor", "watchdog"] = Field(
-        "scraper", description="What the section runs: scraper, faker, averager, monitor or watchdog.")
+    mode: Literal["scraper", "faker", "averager", "monitor", "watchdog", "backup"] = Field(
+        "scraper", description="What the section runs: scraper, faker, averager, monitor or watchdog; "
+                               "backup: the settings of `scraperd backup`/`restore` (run from cron).")
     maxiter: Int = Field(0, ge=0, description="Iterations to run, 0 for no limit.")
     timeformat: str = Field("%Y-%m-%d %H:%M:%S", description="strftime format of datetimes in logs.")
     host: str = Field("", description="Machine that runs this section (gen-ini --host picks by it).")
@@ -367,6 +368,19 @@ class WatchdogSection(Notify, Program):
         return self
 
 
+class BackupSection(Notify, Program):
+    """mode = backup: the settings of `scraperd backup` and `scraperd restore` (run from cron, not by
+    supervisord): their defaults and where their progress is notified (check `progress`)."""
+
+    chunk: Int = Field(10000, ge=1, description="SEQNOs per chunk file of a new backup directory (an existing "
+                       "one keeps its own).")
+    workers: Int = Field(2, ge=1, description="Chunks dumped or loaded at once (MySQL: one connection or "
+                         "mysqldump each).")
+
+
+NOT_PROGRAMS = ("watchdog", "backup")  # modes supervisord runs as no program of the section's name
+
+
 class ProgramKeys(BaseModel):
     """What supervisord needs of a section, readable even when the rest of the section is broken."""
 
@@ -398,6 +412,6 @@ def program_keys(cfg: ConfigFile, name: str) -> ProgramKeys:
 
 
 MODELS: dict[str, type[Program]] = {"scraper": ScraperSection, "faker": FakerSection, "averager": AveragerSection,
-                                    "monitor": MonitorSection, "watchdog": WatchdogSection}
+                                    "monitor": MonitorSection, "watchdog": WatchdogSection, "backup": BackupSection}
 ALL_KEYS = sorted({k for m in MODELS.values() for k in m.model_fields})
-Section = ScraperSection | FakerSection | AveragerSection | MonitorSection | WatchdogSection
+Section = ScraperSection | FakerSection | AveragerSection | MonitorSection | WatchdogSection | BackupSection

@@ -69,7 +69,7 @@ class Monitor:
                 databases.resolve(name)
             except ConfigError as exc:
                 raise loaded.error("chain", f"{name}: {exc.message}" + (f" ({exc.file})" if exc.file else "")) from None
-        names = s.sections or [n for n in cfg.sections if _mode(cfg, n) != "monitor"]
+        names = s.sections or [n for n in cfg.sections if _mode(cfg, n) not in ("monitor", *config.NOT_PROGRAMS)]
         sections, broken = [], []
         for name in names:
             try:

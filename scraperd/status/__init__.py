@@ -58,8 +58,9 @@ def _supervisor_conf(args: argparse.Namespace) -> Path | None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = config.read_file(config.config_path(args.config))
-    if args.section == ALL:  # a watchdog section is supervisord's event listener, not a program of its name
-        names = [n for n, keys in cfg.sections.items() if {**cfg.defaults, **keys}.get("mode") != "watchdog"]
+    if args.section == ALL:  # a watchdog section is supervisord's event listener, a backup one cron's: no programs
+        names = [n for n, keys in cfg.sections.items()
+                 if {**cfg.defaults, **keys}.get("mode") not in config.NOT_PROGRAMS]
     else:
         config.validate(cfg, args.section)  # an unknown or broken section named on purpose: exit 78
         names = [args.section]

@@ -169,7 +169,7 @@ class FleetStatus:
     @property
     def state(self) -> State:
         """The worst section's check_state; UNKNOWN when nothing could be read at all."""
-        readable = [e for e in self.sections if not e.config_error and e.mode not in ("monitor", "watchdog")]  # read nothing
+        readable = [e for e in self.sections if not e.config_error and e.mode not in ("monitor", "watchdog", "backup")]  # read nothing
         if readable and not self.supervisord.reachable and all(e.unread for e in readable):
             return State.UNKNOWN
         return worst(e.check_state for e in self.sections)

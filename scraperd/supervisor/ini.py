@@ -304,7 +304,8 @@ def generate(config_file: Path, which: str, *, outdir: Path, host: str | None = 
     command = list(command or scraperd_command())
     env = program_environment(config_file)
     texts = {lo.name: program_ini(lo, command=command, config_file=config_file, directory=directory,
-                                  logdir=logdir, environment=env) for lo in chosen if lo.settings.mode != "watchdog"}
+                                  logdir=logdir, environment=env) for lo in chosen
+             if lo.settings.mode not in config.NOT_PROGRAMS}
     watchdogs = [lo for lo in chosen if lo.settings.mode == "watchdog"]
     if which == ALL or watchdogs:
         settings = watchdogs[0].settings if watchdogs else config.WatchdogSection.model_validate({"mode": "watchdog"})

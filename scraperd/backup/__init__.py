@@ -1,0 +1,229 @@
+"""`scraperd backup`, `scraperd restore`, `scraperd verify`: DBI tables in SEQNO chunks (dbsrv.py's
+partitioned backups), incremental, digested, restored in parallel.
+
+    layout.py    the directory: chunk arithmetic, file names, the manifest, digests (pure but for files)
+    sqlfiles.py  a chunk as SQL: mysqldump / SQLite quote() out, statements back in
+    db.py        what a database holds: DBI pairs, DDL, LOCALSEQNO, extents, counts; the snapshot
+    backup.py    one backup run            restore.py   one restore            verify.py   one check
+    here         the commands: arguments, logging, progress notifications, exit codes
+
+Exit codes: 0 done (verify: every check passed); 1 a verification failed, a restore refused (bad
+digest, gap, a table already there) or a database error; 78 bad arguments (no such --dir, table or
+my.cnf section, a --chunk that differs from the directory's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from scraperd import config, logsetup
+from scraperd.backup import backup, layout, restore, verify
+from scraperd.backup.db import Db
+from scraperd.errors import EX_CONFIG, ConfigError
+from scraperd.notify.progress import ProgressNotifier
+
+LOAD_ONE_LINER = "(cat schema.sql; zcat chunk-*.sql.gz; cat localseqno.sql) | mysql DB"
+
+EPILOG = f"""\
+examples:
+  scraperd backup offline_db --dir /data/backup/offline_db                 # every DBI table, daily from cron
+  scraperd backup offline_db --dir /data/backup/offline_db DcsPmtHv --chunk 1000
+  scraperd verify --dir /data/backup/offline_db                            # files: digests, no gap
+  scraperd verify --dir /data/backup/offline_db offline_db                 # and the live tables
+  scraperd restore --dir /data/backup/offline_db tmp_offline_db --upto 52000
+
+DB is a ~/.my.cnf section ($SCRAPERD_MYCNF) or an SQLAlchemy URL (sqlite:///var/x.db).
+
+The directory holds, per table T: manifest.json, schema.sql, localseqno.sql and
+chunk-KKKKKK-UUUUUUUUUU.T.sql.gz / ...TVld.sql.gz, chunk K holding SEQNO K*chunk+1 .. (K+1)*chunk
+(U: the highest SEQNO its dump saw). A chunk whose SEQNOs are all at or below LOCALSEQNO is complete
+and never dumped again; the open last chunk is dumped again by every run. Chunk files are plain
+SQL: without scraperd, in the table's directory (each file first deletes its SEQNO range, so a
+reload replaces it):
+  {LOAD_ONE_LINER}
+  (SQLite: the same with `sqlite3 FILE.db` instead of `mysql DB`)
+scraperd restore checks every digest first, loads over --workers connections and can be resumed.
+
+Progress: a bar on a terminal, *_progress JSON events otherwise (stderr). A `mode = backup` section
+of the config (-c; optional, --section NAME picks one) gives chunk, workers and the notify keys: with
+notify, "running" is posted every progress_every %, then completed / failed (route `progress`).
+--notify SECTION uses another section's notify keys instead (e.g. the [monitor] section).
+
+Exit codes: 0 done; 1 a verification failed, a restore refused, a database error; 78 bad arguments
+or configuration.
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None,
+                   help="chunks dumped/loaded at once, MySQL: a mysqldump or connection each (default: the "
+                        "section's workers, else 2)")
+    p.add_argument("--section", metavar="NAME",
+                   help="the mode = backup section of the config (-c) whose chunk, workers and notify keys "
+                        "apply (default: the file's mode = backup section, when it has one)")
+    p.add_argument("--notify", metavar="SECTION",
+                   help="notify progress over this section's notify keys instead (any section with them, "
+                        "e.g. [monitor]; route `progress`)")
+
+
+def _arguments_are_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A malformed command line of these commands is a configuration error, exit 78 (what cron and
+    the issue expect of a bad --chunk or a missing --dir), not argparse's 2; the usage line first."""
+
+    def error(message: str) -> NoReturn:
+        p.print_usage(sys.stderr)
+        p.exit(EX_CONFIG, f"{p.prog}: error: {message}\n")
+
+    p.error = error  # type: ignore[method-assign]
+    p.set_defaults(parser=p)
+    return p
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    fmt = argparse.RawDescriptionHelpFormatter
+    b = _arguments_are_config(sub.add_parser("backup", help="dump DBI tables in SEQNO chunks, only what changed since the last run",
+                       description="Back up DBI table pairs (T, TVld) and LOCALSEQNO in SEQNO chunks, "
+                                   "incrementally, each run one consistent snapshot.",
+                       epilog=EPILOG, formatter_class=fmt))
+    b.add_argument("db", metavar="DB", help="database: ~/.my.cnf section or SQLAlchemy URL")
+    b.add_argument("tables", nargs="*", default=[], metavar="TABLE", help="payload tables (default: every T with a TVld)")
+    b.add_argument("--dir", required=True, type=Path, help="backup directory (created; one subdirectory per table)")
+    b.add_argument("--chunk", type=int, default=None,
+                   help=f"SEQNOs per chunk of a new directory (default: the section's chunk, else "
+                        f"{layout.DEFAULT_CHUNK}); a directory keeps the chunk it was started with")
+    _add_common(b)
+    b.set_defaults(func=cmd_backup)
+
+    r = _arguments_are_config(sub.add_parser("restore", help="load a backup directory into a database (verified first, resumable)",
+                       description="Restore table pairs from a backup directory: every digest is checked "
+                                   "before anything is loaded; chunks load in parallel; a killed restore "
+                                   "resumes; LOCALSEQNO ends at the highest SEQNO restored.",
+                       epilog=EPILOG, formatter_class=fmt))
+    r.add_argument("--dir", required=True, type=Path, help="backup directory")
+    r.add_argument("db", metavar="DB", help="target database: ~/.my.cnf section or SQLAlchemy URL")
+    r.add_argument("tables", nargs="*", default=[], metavar="TABLE", help="payload tables (default: every one backed up)")
+    r.add_argument("--upto", type=int, metavar="SEQNO", help="restore SEQNOs up to this one only")
+    _add_common(r)
+    r.set_defaults(func=cmd_restore)
+
+    v = _arguments_are_config(sub.add_parser("verify", help="check a backup: digests, chunk continuity, and against a live database",
+                       description="Check every manifest, the chunk sequence and every file's SHA-256; with DB, "
+                                   "also each chunk's rows against the live table. Exit 1 naming each problem.",
+                       epilog=EPILOG, formatter_class=fmt))
+    v.add_argument("--dir", required=True, type=Path, help="backup directory")
+    v.add_argument("db", metavar="DB", nargs="?", help="also compare with this database's live tables")
+    v.add_argument("--table", dest="tables", action="append", default=[], metavar="TABLE",
+                   help="only this table (repeatable)")
+    v.set_defaults(func=cmd_verify)
+
+
+def _logging() -> None:
+    logsetup.configure(stream=sys.stderr)
+
+
+def _section(args: argparse.Namespace) -> config.Loaded[config.BackupSection] | None:
+    """The mode = backup section: --section NAME, else the config file's only one, else none (a missing
+    default config file is no error: backup needs no config)."""
+    explicit = args.section or args.notify
+    path = config.config_path(args.config)
+    if not explicit and not path.exists():
+        return None
+    cfg = config.read_file(path)
+    name = args.section
+    if name is None:
+        found = [n for n, keys in cfg.sections.items() if {**cfg.defaults, **keys}.get("mode") == "backup"]
+        if len(found) > 1:
+            raise ConfigError(f"{len(found)} mode = backup sections ({', '.join(found)}): name one with --section",
+                              file=cfg.display)
+        name = found[0] if found else None
+    if name is None:
+        return None
+    if name not in cfg.sections:
+        raise ConfigError("no such section (--section)", file=cfg.display, section=name)
+    return config.validate(cfg, name).of(config.BackupSection)
+
+
+def _notice(args: argparse.Namespace, backup_section: config.Loaded[config.BackupSection] | None,
+            job: str) -> ProgressNotifier:
+    """The progress notifier: --notify SECTION's keys, else the backup section's (none: posts nothing).
+    An e-mail login's secret is checked here, before any work (exit 78)."""
+    loaded: config.Loaded | None = backup_section
+    if args.notify:
+        cfg = config.read_file(config.config_path(args.config))
+        if args.notify not in cfg.sections:
+            raise ConfigError("no such section (--notify)", file=cfg.display, section=args.notify)
+        loaded = config.validate(cfg, args.notify)
+        if not isinstance(loaded.settings, config.Notify):
+            raise loaded.error("mode", f"a {loaded.mode} section has no notify keys (--notify)")
+    if loaded is None or not loaded.settings.notify:
+        return ProgressNotifier.off(job, job)
+    settings = loaded.settings
+    assert isinstance(settings, config.Notify)
+    if "email" in settings.notify:
+        from scraperd.notify import channels
+
+        with loaded.placing():
+            channels.login(settings)
+    return ProgressNotifier(settings, loaded.name, job, None, unit="chunks")
+
+
+def _workers(args: argparse.Namespace, s: config.BackupSection | None) -> int:
+    return args.workers if args.workers is not None else (s.workers if s else 2)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    _logging()
+    section = _section(args)
+    s = section.settings if section else None
+    notice = _notice(args, section, "backup")
+    chunk = args.chunk if args.chunk is not None else (s.chunk if s else layout.DEFAULT_CHUNK)
+    db = Db.open(args.db)
+    try:
+        with notice.reporting():
+            totals = backup.run(db, args.dir, args.tables, chunk, _workers(args, s), notice,
+                                chunk_given=args.chunk is not None)
+            notice.finish("completed")
+    finally:
+        db.dispose()
+    print(f"backup of {db.shown} to {args.dir}: {totals.line()}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    _logging()
+    section = _section(args)
+    notice = _notice(args, section, "restore")
+    db = Db.open(args.db, connect_args={"local_infile": 1}) if not _is_sqlite(args.db) else Db.open(args.db)
+    try:
+        with notice.reporting():
+            totals = restore.run(db, args.dir, args.tables, args.upto,
+                                 _workers(args, section.settings if section else None), notice)
+            notice.finish("completed")
+    finally:
+        db.dispose()
+    print(f"restore of {args.dir} into {db.shown}: {totals.line()}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    _logging()
+    db = Db.open(args.db) if args.db else None
+    try:
+        report = verify.run(args.dir, db, args.tables)
+    finally:
+        if db:
+            db.dispose()
+    for p in report.problems:
+        print(f"FAILED  {p}")
+    live = f", {report.live_checked} chunks compared with {db.shown}" if db else ""
+    state = "FAILED" if report.problems else "OK"
+    print(f"verify {state}: {report.tables} tables, {report.chunks} chunks, {report.files} files, "
+          f"{report.rows:,} rows{live}; {len(report.problems)} problem(s)")
+    return 1 if report.problems else 0
+
+
+def _is_sqlite(name: str) -> bool:
+    return name.startswith("sqlite")
