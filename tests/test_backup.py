@@ -224,7 +224,6 @@ def test_myisam_pairs_are_backed_up_under_lock_tables_and_restored(make_db: Call
     ok(kit.scraperd("verify", "--dir", str(root), kit.url(dst)))
 
 
-@MARIADB_ONLY
 def test_kill_during_backup_then_again_loses_nothing(make_db: Callable[[str], TestDB], tmp_path: Path) -> None:
     src = make_db("src")
     kit.create(src)
@@ -252,7 +251,6 @@ def test_kill_during_backup_then_again_loses_nothing(make_db: Callable[[str], Te
     assert kit.contents(dst) == kit.contents(src)
 
 
-@MARIADB_ONLY
 def test_kill_during_restore_then_again_loses_nothing(make_db: Callable[[str], TestDB], tmp_path: Path) -> None:
     src = make_db("src")
     kit.create(src)

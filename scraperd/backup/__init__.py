@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from scraperd import config, logsetup
 from scraperd.backup import backup, layout, restore, verify
@@ -174,37 +175,40 @@ def _workers(args: argparse.Namespace, s: config.BackupSection | None) -> int:
     return args.workers if args.workers is not None else (s.workers if s else 2)
 
 
-def cmd_backup(args: argparse.Namespace) -> int:
+def _job(args: argparse.Namespace, job: str, work: Callable[[Db, config.BackupSection | None, ProgressNotifier],
+                                                            Any], **engine_kw: Any) -> Any:
+    """A backup or restore: its section, its notifier (running ... completed / failed), its database."""
     _logging()
     section = _section(args)
-    s = section.settings if section else None
-    notice = _notice(args, section, "backup")
-    chunk = args.chunk if args.chunk is not None else (s.chunk if s else layout.DEFAULT_CHUNK)
-    db = Db.open(args.db)
+    notice = _notice(args, section, job)
+    db = Db.open(args.db, **engine_kw)
     try:
         with notice.reporting():
-            totals = backup.run(db, args.dir, args.tables, chunk, _workers(args, s), notice,
-                                chunk_given=args.chunk is not None)
+            totals = work(db, section.settings if section else None, notice)
             notice.finish("completed")
     finally:
         db.dispose()
-    print(f"backup of {db.shown} to {args.dir}: {totals.line()}")
+    return totals
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    def work(db: Db, s: config.BackupSection | None, notice: ProgressNotifier) -> backup.Totals:
+        chunk = args.chunk if args.chunk is not None else (s.chunk if s else layout.DEFAULT_CHUNK)
+        return backup.run(db, args.dir, args.tables, chunk, _workers(args, s), notice,
+                          chunk_given=args.chunk is not None)
+
+    totals = _job(args, "backup", work)
+    print(f"backup of {Db.describe(args.db)} to {args.dir}: {totals.line()}")
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    _logging()
-    section = _section(args)
-    notice = _notice(args, section, "restore")
-    db = Db.open(args.db, connect_args={"local_infile": 1}) if not _is_sqlite(args.db) else Db.open(args.db)
-    try:
-        with notice.reporting():
-            totals = restore.run(db, args.dir, args.tables, args.upto,
-                                 _workers(args, section.settings if section else None), notice)
-            notice.finish("completed")
-    finally:
-        db.dispose()
-    print(f"restore of {args.dir} into {db.shown}: {totals.line()}")
+    def work(db: Db, s: config.BackupSection | None, notice: ProgressNotifier) -> restore.Totals:
+        return restore.run(db, args.dir, args.tables, args.upto, _workers(args, s), notice)
+
+    # LOAD DATA LOCAL INFILE (restore's fast path) needs the client's consent; SQLite takes no such argument
+    totals = _job(args, "restore", work, **({} if _is_sqlite(args.db) else {"connect_args": {"local_infile": 1}}))
+    print(f"restore of {args.dir} into {Db.describe(args.db)}: {totals.line()}")
     return 0
 
 

@@ -35,6 +35,11 @@ class Db:
         url = databases.resolve(name)
         return cls(name, url, databases.make_engine(url, **engine_kw))
 
+    @staticmethod
+    def describe(name: str) -> str:
+        """A database named on the command line as logs show it (password hidden)."""
+        return databases.describe(databases.resolve(name))
+
     @property
     def dialect(self) -> str:
         """"mysql" (MySQL and MariaDB) or "sqlite": the SQL of the chunk files."""
@@ -89,6 +94,16 @@ def execute(conn: Any, sql: str, params: tuple[Any, ...] | None = None) -> None:
     cur = conn.cursor()
     try:
         cur.execute(sql) if params is None else cur.execute(sql, params)
+    finally:
+        cur.close()
+
+
+def execute_count(conn: Any, sql: str) -> int:
+    """Execute sql; the rows it changed (an INSERT's rows)."""
+    cur = conn.cursor()
+    try:
+        cur.execute(sql)
+        return int(cur.rowcount)
     finally:
         cur.close()
 

@@ -166,31 +166,29 @@ def _tx(db: Db, conn: Any, statements: Sequence[str]) -> None:
 
 
 def load_chunk(db: Db, conn: Any, job: Job, upto: int | None, tmp: Path) -> int:
-    """One chunk in one transaction; the rows it holds now."""
+    """One chunk in one transaction; the rows it holds now. Each file's rows, as the server counted what it
+    inserted, must be the manifest's (a partial chunk, --upto, is counted in SQL after the cut)."""
     m, e = job.manifest, job.entry
     partial = upto is not None and e.upto > upto
     dbmod.execute(conn, "BEGIN" if db.dialect == "sqlite" else "START TRANSACTION")
     try:
+        n = 0
         for t in m.tables:
             if dbmod.count(db, conn, t, e.first, e.last):  # a resumed chunk, or one loaded by hand
                 dbmod.execute(conn, f"DELETE FROM {db.q(t)} WHERE SEQNO BETWEEN {e.first} AND {e.last}")
             path = job.dir / e.files[t].name
             if job.fast and t == m.table:
-                _load_data(conn, path, t, tmp)
+                loaded = _load_data(conn, path, t, tmp)
             else:
-                for stmt in sqlfiles.statements(path, db.dialect):
-                    if not stmt.startswith("DELETE FROM"):
-                        dbmod.execute(conn, stmt)
+                loaded = sum(dbmod.execute_count(conn, stmt) for stmt in sqlfiles.statements(path, db.dialect)
+                             if not stmt.startswith("DELETE FROM"))
             if partial:
                 dbmod.execute(conn, f"DELETE FROM {db.q(t)} WHERE SEQNO > {int(upto or 0)} "
                                     f"AND SEQNO BETWEEN {e.first} AND {e.last}")
-        n = 0
-        for t in m.tables:
-            found = dbmod.count(db, conn, t, e.first, e.last)
-            if not partial and found != e.files[t].rows:
-                raise BackupError(f"{job.dir / e.files[t].name}: loaded {found} rows of {t}, the manifest says "
-                                  f"{e.files[t].rows}")
-            n += found
+                loaded = dbmod.count(db, conn, t, e.first, e.last)
+            elif loaded != e.files[t].rows:
+                raise BackupError(f"{path}: loaded {loaded} rows of {t}, the manifest says {e.files[t].rows}")
+            n += loaded
         dbmod.execute(conn, "COMMIT")
         return n
     except BaseException:
@@ -201,7 +199,8 @@ def load_chunk(db: Db, conn: Any, job: Job, upto: int | None, tmp: Path) -> int:
         raise
 
 
-def _load_data(conn: Any, path: Path, table: str, tmp: Path) -> None:
+def _load_data(conn: Any, path: Path, table: str, tmp: Path) -> int:
+    """The payload file through LOAD DATA LOCAL INFILE; the rows inserted."""
     data = tmp / f"{threading.get_ident()}.sql"
     sqlfiles.data_part(path, data)
     try:
@@ -209,11 +208,13 @@ def _load_data(conn: Any, path: Path, table: str, tmp: Path) -> None:
         cur.execute(f"LOAD DATA LOCAL INFILE '{data}' INTO TABLE `{table}` CHARACTER SET utf8mb4 "
                     "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\\'' ESCAPED BY '\\\\' "
                     "LINES STARTING BY '(' TERMINATED BY ')'")
+        inserted = int(cur.rowcount)
         warnings = conn.warning_count()
         cur.close()
         if warnings:
             raise BackupError(f"{path}: LOAD DATA into {table} gave {warnings} warning(s) (values changed or rows "
                               "skipped): refused")
+        return inserted
     finally:
         data.unlink(missing_ok=True)
 

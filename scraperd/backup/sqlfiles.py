@@ -20,14 +20,12 @@ same bytes, which is what `verify DB` relies on.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import shutil
 import sqlite3
 import subprocess
 import tempfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +36,17 @@ from sqlalchemy.engine import URL
 
 from scraperd.backup.layout import TMP_PREFIX, BackupError
 
-COMPRESSLEVEL = 1          # gzip -1: most of gzip -6's size at several times its speed
+try:  # ISA-L: deflate in gzip framing at about 3x zlib's speed (its files are gzip files: zcat reads them)
+    from isal import igzip as gzip
+    from isal import isal_zlib as zlib
+
+    COMPRESSLEVEL = 2      # ISA-L's 0..3: smaller files than gzip -1, at about 3x its speed
+except ImportError:  # pragma: no cover - isal is a dependency; a platform without its wheel falls back
+    import gzip  # type: ignore[no-redef]
+    import zlib  # type: ignore[no-redef]
+
+    COMPRESSLEVEL = 1      # gzip -1: most of gzip -6's size at several times its speed
+
 STATEMENT_BYTES = 1 << 20  # SQLite INSERTs of about 1 MB, as mysqldump's net_buffer_length
 MYSQL_SETTINGS = "SET NAMES utf8mb4;\nSET time_zone='+00:00';\n"
 SANDBOX_LINE = b"/*M!999999\\- enable the sandbox mode */"  # MariaDB >= 10.5.25 mysqldump's first line
@@ -74,7 +82,7 @@ class ChunkWriter:
         self.path = path
         self.tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
         self.f = open(self.tmp, "wb")
-        self.z = zlib.compressobj(COMPRESSLEVEL, zlib.DEFLATED, 31)  # 31: gzip framing (mtime 0: same bytes)
+        self.z = zlib.compressobj(COMPRESSLEVEL, zlib.DEFLATED, 31)  # 31: gzip framing
         self.content = hashlib.sha256()
         self.stored = hashlib.sha256()
         self.size = 0
@@ -173,22 +181,20 @@ def mysqldump_range(defaults: Path, database: str, table: str, first: int, last:
            "--hex-blob", "--default-character-set=utf8mb4", "--net-buffer-length=1048576",
            *(["--order-by-primary"] if ordered else []),
            f"--where=SEQNO BETWEEN {first} AND {last}", database, table]
-    rows, inserts, row_lines, prev = 0, 0, True, b"\n"
+    rows, row_lines, prev = 0, True, b"\n"
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdout is not None
         first_block = True
         try:
             while block := proc.stdout.read(1 << 20):
-                if first_block:
+                if first_block:  # the layout, read once: `INSERT INTO `T` VALUES` then a row per line
                     first_block = False
                     if block.startswith(SANDBOX_LINE):
                         block = block[len(SANDBOX_LINE):].lstrip(b" \r\n")
+                    head = block[:block.find(b"\n(") + 2] if b"\n(" in block else block[:4096]
+                    row_lines = not head.startswith(b"INSERT INTO ") or head.endswith(b" VALUES\n(")
                 rows += block.count(b"\n(") + (prev == b"\n" and block.startswith(b"("))
-                n_insert = block.count(b"INSERT INTO ")
-                inserts += n_insert
-                if n_insert and block.count(b" VALUES\n(") != n_insert:
-                    row_lines = False
                 prev = block[-1:]
                 out.write(block)
         finally:
