@@ -4,8 +4,8 @@ A DcsPmtHv table pair on MariaDB in the database `scraperd_bench_backup`, made b
 (`scraperd ddl DcsPmtHv --dialect mysql`: DcsPmtHv, DcsPmtHvVld, LOCALSEQNO) and filled by
 `INSERT ... SELECT` from MariaDB's SEQUENCE engine: 192 payload rows (ladder x col x ring) per SEQNO,
 one Vld row per SEQNO, LOCALSEQNO = the highest SEQNO. Full size (--full): 52,084 SEQNOs = 10M payload
-rows, --chunk 10000; small: 2,605 SEQNOs = 500k rows, --chunk 500 (the same shape: five complete
-chunks and an open one). Timed side by side in one run, every command a child process:
+rows, --chunk 1000 (192k rows a chunk); small: 2,605 SEQNOs = 500k rows, --chunk 50 (the same shape:
+52 complete chunks and an open one). Timed side by side in one run, every command a child process:
 
     (a) `mariadb-dump --single-transaction DB DcsPmtHv DcsPmtHvVld LOCALSEQNO | gzip -1 > dump.sql.gz`
         (gzip -1: scraperd's chunk files are gzip level 1 too, so both sides compress alike);
@@ -58,8 +58,10 @@ LOCALSEQNO = "LOCALSEQNO"
 ROWS_PER_SEQNO = 192                 # 8 ladders x 3 columns x 8 rings
 FULL_SEQNOS = 52_084                 # 10,000,128 payload rows
 SMALL_SEQNOS = 2_605                 # 500,160 payload rows
-FULL_CHUNK = 10_000
-SMALL_CHUNK = 500                    # the small table keeps the full one's shape: 5 complete chunks + 1 open
+# 192 payload rows a SEQNO: 1000 SEQNOs are 192k rows a chunk file (what 10,000 SEQNOs of a 19-row table
+# hold), 53 chunks, so that two workers stay busy to the end and an open chunk is ~1 % of the table
+FULL_CHUNK = 1_000
+SMALL_CHUNK = 50                     # the small table keeps the full one's shape: 52 complete chunks + 1 open
 GROWTH = 0.01
 BUILD_BATCH = 5_000                  # SEQNOs per INSERT ... SELECT while building
 START = datetime(2012, 1, 1)

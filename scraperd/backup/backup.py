@@ -221,10 +221,11 @@ def chunk_name(entry: ChunkEntry, table: str) -> str:
     return f"chunk-{entry.index:06d}-{entry.upto:010d}.{table}.sql.gz"
 
 
-def on_snapshot(db: Db, columns: list[tuple[str, str]]) -> bool:
-    """Whether a table is dumped on the snapshot connection (SQLite; MySQL with FLOAT columns, which
-    mysqldump would round) rather than by mysqldump."""
-    return db.dialect != "mysql" or sqlfiles.has_float(columns)
+def on_snapshot(db: Db, table: str, columns: list[tuple[str, str]]) -> bool:
+    """Whether a table is dumped on the snapshot connection rather than by a mysqldump process: on
+    SQLite; on MySQL a table with FLOAT columns (mysqldump would round them) and a Vld table (a row per
+    SEQNO: a process and a connection per chunk would cost more than its rows)."""
+    return db.dialect != "mysql" or sqlfiles.has_float(columns) or table.endswith("Vld")
 
 
 def dump_file(db: Db, snap: Any, defaults: Path | None, table: str, columns: list[tuple[str, str]],
@@ -235,7 +236,7 @@ def dump_file(db: Db, snap: Any, defaults: Path | None, table: str, columns: lis
     out.write(sqlfiles.header(db.dialect, table, entry.index, entry.first, entry.last))
     if db.dialect != "mysql":
         return sqlfiles.sqlite_range(snap, table, [c for c, _ in columns], entry.first, entry.upto, out)
-    if sqlfiles.has_float(columns):
+    if on_snapshot(db, table, columns):
         return sqlfiles.mysql_select_range(snap, table, columns, entry.first, entry.upto, out)
     assert defaults is not None
     return sqlfiles.mysqldump_range(defaults, db.database, table, entry.first, entry.upto, out, ordered=ordered)
@@ -258,7 +259,7 @@ def _dump(db: Db, snap: Any, plans: dict[str, PairPlan], jobs: list[Job], worker
             for table in (plan.table, plan.vld):
                 w = writers[table] = sqlfiles.ChunkWriter(plan.dir / chunk_name(job.entry, table))
                 cols = plan.columns[table]
-                if on_snapshot(db, cols):
+                if on_snapshot(db, table, cols):
                     with snap_lock:
                         n = dump_file(db, snap, defaults, table, cols, job.entry, w, ordered=plan.ordered)
                 else:
@@ -330,6 +331,7 @@ def _dump_locked(db: Db, root: Path, table: str, chunk: int, chunk_given: bool, 
     log.info("backup_locking", table=table, engines=engines,
              reason="not InnoDB: no snapshot, so its writers wait for the dump of this table")
     with db.raw() as conn:
+        dbmod.execute(conn, "SET SESSION time_zone = '+00:00'")  # as begin_snapshot(): UTC, as the files say
         dbmod.execute(conn, f"LOCK TABLES {db.q(table)} READ, {db.q(table + 'Vld')} READ, "
                             f"{db.q('LOCALSEQNO')} READ")
         try:

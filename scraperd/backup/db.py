@@ -190,6 +190,7 @@ def count(db: Db, conn: Any, table: str, first: int, last: int) -> int:
 def begin_snapshot(db: Db, conn: Any) -> None:
     """One consistent read view for every query that follows on conn."""
     if db.dialect == "mysql":
+        execute(conn, "SET SESSION time_zone = '+00:00'")  # TIMESTAMPs read as the chunk files write them
         execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         execute(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
     else:

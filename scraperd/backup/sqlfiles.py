@@ -20,6 +20,8 @@ same bytes, which is what `verify DB` relies on.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -47,6 +49,8 @@ except ImportError:  # pragma: no cover - isal is a dependency; a platform witho
 
     COMPRESSLEVEL = 1      # gzip -1: most of gzip -6's size at several times its speed
 
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
+PIPE_BYTES = 1 << 20       # /proc/sys/fs/pipe-max-size's default
 STATEMENT_BYTES = 1 << 20  # SQLite INSERTs of about 1 MB, as mysqldump's net_buffer_length
 MYSQL_SETTINGS = "SET NAMES utf8mb4;\nSET time_zone='+00:00';\n"
 SANDBOX_LINE = b"/*M!999999\\- enable the sandbox mode */"  # MariaDB >= 10.5.25 mysqldump's first line
@@ -185,6 +189,8 @@ def mysqldump_range(defaults: Path, database: str, table: str, first: int, last:
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdout is not None
+        with contextlib.suppress(OSError):  # a 1 MB pipe: mysqldump and this reader switch less often
+            fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
         first_block = True
         try:
             while block := proc.stdout.read(1 << 20):
@@ -229,9 +235,10 @@ def _mysql_literal(name: str, dbtype: str) -> str:
 
 
 def mysql_select_range(conn: Any, table: str, columns: list[tuple[str, str]], first: int, last: int, out: Any) -> int:
-    """SEQNO first..last of a table holding FLOAT columns, rendered by the server on conn (the snapshot)
-    in mysqldump's layout (a row per line, INSERTs of about 1 MB), FLOATs at full precision (mysqldump
-    writes them with 6 significant digits, which does not restore the same value); the row count."""
+    """SEQNO first..last of a table, rendered by the server on conn (the snapshot, in UTC as the file's
+    header says) in mysqldump's layout (a row per line, INSERTs of about 1 MB), FLOATs at full precision
+    (mysqldump writes them with 6 significant digits, which does not restore the same value); the row
+    count. For FLOAT tables and Vld tables (few rows a chunk: no process, no connection of their own)."""
     from MySQLdb.cursors import SSCursor
 
     row = ", ',', ".join(_mysql_literal(n, t) for n, t in columns)
