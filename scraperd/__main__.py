@@ -1,4 +1,4 @@
 """`python -m scraperd` is the same as the `scraperd` console script."""
-from scraperd.cli import main
+from scraperd.entry import main
 
 raise SystemExit(main())

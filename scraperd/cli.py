@@ -13,18 +13,16 @@ import argparse
 import contextlib
 import copy
 import json
-import os
 import re
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from scraperd import config, databases, logsetup, preflight
-from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError, error_lines
+from scraperd import clirun, config, databases, logsetup, preflight
+from scraperd.errors import EX_CONFIG, ConfigError, error_lines
 
-PROG = "scraperd"
+PROG = clirun.PROG
 
 
 def _settings_help(model: type[config.Program]) -> str:
@@ -78,18 +76,6 @@ yet" (the daemon creates them InnoDB), "no driver" or "unreachable" (the reason 
 its row; the exit code does not change). A broken section's errors follow its row too."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose -h may wait for the rest of the line (see _HelpAfterParsing)."""
-
-    help_wanted = False
-
-    def error(self, message: str) -> NoReturn:
-        if self.help_wanted:  # `run --help` without SECTION: the generic help, as argparse gives it
-            self.print_help()
-            self.exit(0)
-        super().error(message)
-
-
 class _HelpAfterParsing(argparse.Action):
     """`run`'s -h/--help: noted, not acted on at once, so that `run SECTION --help` is answered by
     cmd_run with the whole line parsed (-c, --set) and the section's own keys."""
@@ -100,20 +86,12 @@ class _HelpAfterParsing(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         setattr(namespace, self.dest, True)
-        if isinstance(parser, _Parser):
+        if isinstance(parser, clirun.Parser):
             parser.help_wanted = True
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog=PROG,
-        description="Scrape DCS slow-control tables into a DBI conditions database, under supervisord.",
-        epilog="Config: -c PATH, else $SCRAPER_CFG, else etc/scraper.cfg. "
-               "Run `scraperd COMMAND --help` for each command.",
-    )
-    p.add_argument("-c", "--config", metavar="PATH", help="config file (default $SCRAPER_CFG or etc/scraper.cfg)")
-    p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p, sub = clirun.top_parser()
     for add in (_add_run, _add_check_config, _add_show, _add_ddl):
         add(sub)
 
@@ -426,48 +404,7 @@ def _table_lines(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # argparse gives a `nargs="*"` positional only the words before the first option: `backup DB --dir D
-    # TABLE` leaves TABLE over. Commands with a TABLE list take such words; any other leftover is an error.
-    if extra and hasattr(args, "tables") and not any(e.startswith("-") for e in extra):
-        args.tables = [*args.tables, *extra]
-    elif extra:  # the subcommand's own parser says it (backup, restore, verify: exit 78)
-        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        func = getattr(args, "func", None) or COMMANDS[args.command]
-        return int(func(args))
-    except ConfigError as exc:
-        # the line as the issue gives it: `scraper.cfg [adtemp_scraper] maxage: cannot parse ...`
-        for line in error_lines(exc):
-            print(line, file=sys.stderr)
-        return exc.exit_code
-    except ScraperdError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        if args.debug:
-            traceback.print_exc()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `scraperd logs X | head`: the reader left, nothing went wrong
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except Exception as exc:  # a bug: one line; the traceback with --debug, or in the JSON log
-        _internal_error(exc, debug=args.debug)
-        return 1
-
-
-def _internal_error(exc: Exception, *, debug: bool) -> None:
-    """A bug's one line on stderr; its traceback on the screen (--debug) or in the JSON log."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    print(f"{PROG}: internal error: {exc.__class__.__name__}: {first}", file=sys.stderr)
-    if debug:
-        traceback.print_exc()
-    elif not sys.stdout.isatty():
-        try:
-            logsetup.get_logger().error("internal_error", error=repr(exc), exc_info=True)
-        except Exception:
-            pass
+    return clirun.run(build_parser(), argv, COMMANDS)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import gzip
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -342,6 +344,28 @@ def test_a_broken_backup_section_is_exit_78_naming_file_section_and_key(tmp_path
     errors = [line for line in p.stderr.splitlines() if not line.startswith("{")]
     assert len(errors) == 1 and errors[0].startswith(str(cfg)) and message in errors[0], p.stderr
     assert not (tmp_path / "bk").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["backup", "db", "--dir", "d"], "backup"), (["-c", "x.cfg", "restore", "--dir", "d", "db"], "restore"),
+    (["--config", "verify", "status"], "status"), (["--debug", "verify", "--dir", "d"], "verify"),
+    (["--help", "backup"], None), ([], None),
+])
+def test_the_entry_point_finds_the_command_word(argv: list[str], word: str | None) -> None:
+    from scraperd.entry import command_word
+
+    assert command_word(argv) == word
+
+
+def test_backup_commands_start_without_the_rest_of_the_cli(tmp_path: Path) -> None:
+    """Cron runs backups often: their command line is parsed without pydantic, the monitor or the notifier."""
+    code = ("import sys\nfrom scraperd.entry import main\ntry:\n    main(['verify', '--dir', sys.argv[1]])\n"
+            "finally:\n    print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'scraperd')))\n")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nowhere")], capture_output=True, text=True,
+                       cwd=kit.REPO, timeout=60)
+    loaded = p.stdout.strip().splitlines()[-1]
+    assert "pydantic" not in loaded and "scraperd.monitor" not in loaded and "scraperd.notify" not in loaded, loaded
+    assert "no such directory" in p.stderr
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -15,16 +15,21 @@ my.cnf section, a --chunk that differs from the directory's).
 from __future__ import annotations
 
 import argparse
+import configparser
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from scraperd import config, logsetup
-from scraperd.backup import backup, layout, restore, verify
-from scraperd.backup.db import Db
+from scraperd import paths
+from scraperd.backup import layout
 from scraperd.errors import EX_CONFIG, ConfigError
-from scraperd.notify.progress import ProgressNotifier
+
+if TYPE_CHECKING:  # the rest is imported by the command that needs it: `scraperd backup` starts fast
+    from scraperd import config
+    from scraperd.backup.db import Db
+    from scraperd.notify.progress import ProgressNotifier
 
 LOAD_ONE_LINER = "(cat schema.sql; zcat chunk-*.sql.gz; cat localseqno.sql) | mysql DB"
 
@@ -122,16 +127,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _logging() -> None:
+    from scraperd import logsetup
+
     logsetup.configure(stream=sys.stderr)
+
+
+def _backup_sections(path: Path) -> list[str] | None:
+    """The mode = backup sections of the config file, read as plain INI; None when it cannot be read
+    so (the full reading then says why)."""
+    raw = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        raw.read(path)
+    except configparser.Error:
+        return None
+    return [n for n in raw.sections() if raw.get(n, "mode", fallback="").strip() == "backup"]
 
 
 def _section(args: argparse.Namespace) -> config.Loaded[config.BackupSection] | None:
     """The mode = backup section: --section NAME, else the config file's only one, else none (a missing
     default config file is no error: backup needs no config)."""
     explicit = args.section or args.notify
-    path = config.config_path(args.config)
-    if not explicit and not path.exists():
-        return None
+    path = paths.config_path(args.config)
+    if not explicit and (not path.exists() or _backup_sections(path) == []):
+        return None  # nothing to read: pydantic and the models are not even imported
+    from scraperd import config
+
     cfg = config.read_file(path)
     name = args.section
     if name is None:
@@ -147,25 +167,40 @@ def _section(args: argparse.Namespace) -> config.Loaded[config.BackupSection] | 
     return config.validate(cfg, name).of(config.BackupSection)
 
 
+class _Silent:
+    """The progress notifier of a job that notifies no one (ProgressNotifier's interface, nothing sent)."""
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, done: int) -> None:
+        pass
+
+    def finish(self, state: str, error: str | None = None) -> None:
+        pass
+
+
 def _notice(args: argparse.Namespace, backup_section: config.Loaded[config.BackupSection] | None,
-            job: str) -> ProgressNotifier:
+            job: str) -> ProgressNotifier | _Silent:
     """The progress notifier: --notify SECTION's keys, else the backup section's (none: posts nothing).
     An e-mail login's secret is checked here, before any work (exit 78)."""
     loaded: config.Loaded | None = backup_section
     if args.notify:
-        cfg = config.read_file(config.config_path(args.config))
+        from scraperd import config
+
+        cfg = config.read_file(paths.config_path(args.config))
         if args.notify not in cfg.sections:
             raise ConfigError("no such section (--notify)", file=cfg.display, section=args.notify)
         loaded = config.validate(cfg, args.notify)
         if not isinstance(loaded.settings, config.Notify):
             raise loaded.error("mode", f"a {loaded.mode} section has no notify keys (--notify)")
     if loaded is None or not loaded.settings.notify:
-        return ProgressNotifier.off(job, job)
-    settings = loaded.settings
-    assert isinstance(settings, config.Notify)
-    if "email" in settings.notify:
-        from scraperd.notify import channels
+        return _Silent()
+    from scraperd.notify import channels
+    from scraperd.notify.progress import ProgressNotifier
 
+    settings = loaded.settings
+    if "email" in settings.notify:
         with loaded.placing():
             channels.login(settings)
     return ProgressNotifier(settings, loaded.name, job, None, unit="chunks")
@@ -175,24 +210,32 @@ def _workers(args: argparse.Namespace, s: config.BackupSection | None) -> int:
     return args.workers if args.workers is not None else (s.workers if s else 2)
 
 
-def _job(args: argparse.Namespace, job: str, work: Callable[[Db, config.BackupSection | None, ProgressNotifier],
-                                                            Any], **engine_kw: Any) -> Any:
+def _job(args: argparse.Namespace, job: str, work: Callable[[Db, config.BackupSection | None, Any], Any],
+         **engine_kw: Any) -> Any:
     """A backup or restore: its section, its notifier (running ... completed / failed), its database."""
+    from scraperd.backup.db import Db
+
     _logging()
     section = _section(args)
     notice = _notice(args, section, job)
     db = Db.open(args.db, **engine_kw)
     try:
-        with notice.reporting():
+        try:
             totals = work(db, section.settings if section else None, notice)
-            notice.finish("completed")
+        except BaseException as exc:
+            notice.finish("failed", "".join(traceback.format_exception(exc)).rstrip())
+            raise
+        notice.finish("completed")
     finally:
         db.dispose()
     return totals
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    def work(db: Db, s: config.BackupSection | None, notice: ProgressNotifier) -> backup.Totals:
+    from scraperd.backup import backup
+    from scraperd.backup.db import Db
+
+    def work(db: Db, s: config.BackupSection | None, notice: Any) -> backup.Totals:
         chunk = args.chunk if args.chunk is not None else (s.chunk if s else layout.DEFAULT_CHUNK)
         return backup.run(db, args.dir, args.tables, chunk, _workers(args, s), notice,
                           chunk_given=args.chunk is not None)
@@ -203,7 +246,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    def work(db: Db, s: config.BackupSection | None, notice: ProgressNotifier) -> restore.Totals:
+    from scraperd.backup import restore
+    from scraperd.backup.db import Db
+
+    def work(db: Db, s: config.BackupSection | None, notice: Any) -> restore.Totals:
         return restore.run(db, args.dir, args.tables, args.upto, _workers(args, s), notice)
 
     # LOAD DATA LOCAL INFILE (restore's fast path) needs the client's consent; SQLite takes no such argument
@@ -213,6 +259,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from scraperd.backup import verify
+    from scraperd.backup.db import Db
+
     _logging()
     db = Db.open(args.db) if args.db else None
     try:

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scraperd import logsetup
 from scraperd.backup import db as dbmod
@@ -36,8 +36,10 @@ from scraperd.backup import layout, sqlfiles
 from scraperd.backup.db import Db
 from scraperd.backup.layout import BackupError, ChunkEntry, FileEntry, Manifest
 from scraperd.errors import ConfigError
-from scraperd.notify.progress import ProgressNotifier
 from scraperd.progress import Progress
+
+if TYPE_CHECKING:
+    from scraperd.notify.progress import ProgressNotifier
 
 log = logsetup.get_logger("scraperd.backup")
 

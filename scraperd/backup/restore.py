@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scraperd import logsetup
 from scraperd.backup import db as dbmod
@@ -36,8 +36,10 @@ from scraperd.backup.db import Db
 from scraperd.backup.layout import BackupError, ChunkEntry, Manifest
 from scraperd.dbi.tables import LOCALSEQNO
 from scraperd.errors import ConfigError
-from scraperd.notify.progress import ProgressNotifier
 from scraperd.progress import Progress
+
+if TYPE_CHECKING:
+    from scraperd.notify.progress import ProgressNotifier
 
 log = logsetup.get_logger("scraperd.backup")
 

@@ -15,7 +15,6 @@ database: a broken section fails within supervisord's startsecs with exit 78.
 from __future__ import annotations
 
 import configparser
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,10 +38,7 @@ from scraperd.config.models import (
 )
 from scraperd.config.values import did_you_mean
 from scraperd.errors import ConfigError, ConfigErrors
-
-CONFIG_ENV = "SCRAPER_CFG"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = Path("etc") / "scraper.cfg"
+from scraperd.paths import CONFIG_ENV, DEFAULT_CONFIG, REPO_ROOT, config_path  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -94,17 +90,6 @@ class Loaded(Generic[S]):
             wanted = next((f"a {m} section" for m, k in MODELS.items() if k is kind), kind.__name__)
             raise self.error("mode", f"is a {self.mode} section, not {wanted}")
         return self  # type: ignore[return-value]  # settings checked above
-
-
-def config_path(cli_path: str | None) -> Path:
-    """`-c PATH`, else $SCRAPER_CFG, else etc/scraper.cfg (here, then in the scraperd checkout)."""
-    if cli_path:
-        return Path(cli_path)
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
-    if DEFAULT_CONFIG.exists():
-        return DEFAULT_CONFIG
-    return REPO_ROOT / DEFAULT_CONFIG
 
 
 def read_file(path: Path) -> ConfigFile:
