@@ -188,7 +188,12 @@ def _check_section(cfg: config.ConfigFile, name: str, *, connect: bool) -> dict[
         row.update(mode=s.mode, regime=getattr(s, "regime", "").rsplit(":", 1)[-1],
                    source=databases.describe_text(getattr(s, "source", "") or ""),
                    target=databases.describe_text(getattr(s, "target", "") or ""))
-        if isinstance(s, config.WatchdogSection):
+        if isinstance(s, config.WatchdogSection | config.BackupSection):  # no database of their own
+            if "email" in s.notify:  # the SMTP login's secret is there (as `scraperd backup` checks first)
+                from scraperd.notify import channels
+
+                with loaded.placing():
+                    channels.login(s)
             row["status"] = "ok"
             return row
         if isinstance(s, config.MonitorSection):

@@ -55,7 +55,8 @@ def _payload(table: str, seqno: int, row: int) -> dict[str, Any]:
         return {"ladder": row % 9, "voltage": round(1500 + (seqno * 7 + row) % 300 + 0.25, 2),
                 "temp": None if row == 3 else (seqno + row) / 7, "precise": (seqno * 1e-7 + row) / 3,
                 "counts": seqno * 10**10 + row}
-    text = ["plain", "it's", "back\\slash", "two\nlines", "tab\there", "ünïcödé ✓", "a),(b;", ""][(seqno + row) % 8]
+    text = ["plain", "it's", "back\\slash", "two\nlines", "tab\there", "ünïcödé ✓", "a),(b;", "", "nul\x00byte",
+            "cr\r\nlf"][(seqno + row) % 10]
     return {"label": text if row != 2 else None, "note": f"{text} #{seqno}.{row}" * (1 + row % 3),
             "temp": -seqno / 3}
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests import backupkit as kit
 from tests.conftest import TestDB, wait_until
@@ -135,20 +136,72 @@ def test_flipped_byte_is_named_by_verify_and_refused_by_restore(tmp_path: Path) 
     assert not (tmp_path / "dst.db").exists() or os.path.getsize(tmp_path / "dst.db") == 0
 
 
-def test_gap_in_the_chunk_sequence_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dropped, message", [
+    (1, "chunk 1 missing (SEQNO 11..20): a gap in the chunk sequence"),
+    (0, "chunk 0 missing (SEQNO 1..10)"),                    # the first: no gap "between" chunks
+    (2, "chunk 2 missing (SEQNO 21..25): the backup run that saw SEQNO up to 25 did not finish"),
+])
+def test_a_gap_or_a_missing_first_or_last_chunk_is_refused(tmp_path: Path, dropped: int, message: str) -> None:
     src = TestDB("sqlite", *_sqlite(tmp_path, "src"))
     kit.create(src)
-    kit.grow(src, 30)
+    kit.grow(src, 25)
     root = tmp_path / "bk"
     ok(kit.scraperd("backup", kit.url(src), "--dir", str(root), "--chunk", CHUNK, "DcsNum"))
     path = root / "DcsNum" / "manifest.json"
     m = json.loads(path.read_text())
-    m["chunks"] = [c for c in m["chunks"] if c["index"] != 1]
+    m["chunks"] = [c for c in m["chunks"] if c["index"] != dropped]
     path.write_text(json.dumps(m))
     v = kit.scraperd("verify", "--dir", str(root))
-    assert v.returncode == 1 and "chunk 1 missing (SEQNO 11..20)" in v.stdout, v
+    assert v.returncode == 1 and message in v.stdout, v
     r = kit.scraperd("restore", "--dir", str(root), f"sqlite:///{tmp_path / 'dst.db'}")
-    assert r.returncode == 1 and "a gap in the chunk sequence" in r.stderr, r
+    assert r.returncode == 1 and message in r.stderr and "nothing loaded" in r.stderr, r
+    assert not (tmp_path / "dst.db").exists() or os.path.getsize(tmp_path / "dst.db") == 0
+    if dropped == 2:  # what a restore up to SEQNO 20 needs is there
+        ok(kit.scraperd("restore", "--dir", str(root), f"sqlite:///{tmp_path / 'dst.db'}", "--upto", "20"))
+
+
+def test_restore_refuses_every_table_the_target_holds_before_it_touches_anything(
+        db: TestDB, make_db: Callable[[str], TestDB], tmp_path: Path) -> None:
+    """A target table with rows is refused, with or without its LOCALSEQNO row (only the marker of an
+    unfinished restore of the same directory is resumed); the other tables are not created meanwhile."""
+    kit.create(db)
+    kit.grow(db, 25)
+    root = tmp_path / "bk"
+    ok(kit.scraperd("backup", kit.url(db), "--dir", str(root), "--chunk", CHUNK))
+    dst = make_db("dst")
+    kit.create(dst)
+    kit.grow(dst, 30)
+    with dst.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM LOCALSEQNO WHERE TABLENAME = 'DcsText'")
+        conn.exec_driver_sql("DROP TABLE DcsNum")
+        conn.exec_driver_sql("DROP TABLE DcsNumVld")
+    before = kit.contents(dst, ("DcsText",))
+    r = kit.scraperd("restore", "--dir", str(root), kit.url(dst))
+    assert r.returncode == 1 and "already holds DcsText (SEQNO 1..30)" in r.stderr and "nothing loaded" in r.stderr, r
+    assert kit.contents(dst, ("DcsText",)) == before
+    with dst.engine.connect() as conn:
+        tables = {t.lower() for t in sa.inspect(conn).get_table_names()}
+    assert "dcsnum" not in tables and "scraperd_restoring" not in tables, tables
+
+
+def test_a_damaged_complete_chunk_is_dumped_again_and_a_changed_one_fails_the_backup(db: TestDB,
+                                                                                    tmp_path: Path) -> None:
+    kit.create(db)
+    kit.grow(db, 35)
+    root = tmp_path / "bk"
+    ok(kit.scraperd("backup", kit.url(db), "--dir", str(root), "--chunk", CHUNK, "DcsNum"))
+    victim = next((root / "DcsNum").glob("chunk-000001-*.DcsNumVld.sql.gz"))
+    victim.unlink()
+    p = kit.scraperd("backup", kit.url(db), "--dir", str(root), "DcsNum")
+    assert "2 chunks dumped, 2 complete kept" in ok(p) and '"chunk_damaged"' in p.stderr, p  # chunk 1 and the open 3
+    ok(kit.scraperd("verify", "--dir", str(root), kit.url(db)))
+
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM DcsNum WHERE SEQNO = 5 AND ROW_COUNTER = 2")
+    next((root / "DcsNum").glob("chunk-000000-*.DcsNum.sql.gz")).unlink()
+    p = kit.scraperd("backup", kit.url(db), "--dir", str(root), "DcsNum")
+    assert p.returncode == 1, p
+    assert "complete chunk 0 of DcsNum (SEQNO 1..10) dumped again holds other rows" in p.stdout, p.stdout
 
 
 def test_verify_against_the_live_table_finds_a_changed_row(db: TestDB, tmp_path: Path) -> None:
@@ -188,12 +241,16 @@ def test_restore_upto_and_refusal_of_a_table_already_there(db: TestDB, make_db: 
     (["restore", "--dir", "{tmp}/nowhere", "sqlite:///{tmp}/dst.db"], "--dir {tmp}/nowhere: no such directory"),
     (["verify", "--dir", "{tmp}/nowhere"], "no such directory"),
     (["backup", "no_such_mycnf_section", "--dir", "{tmp}/bk"], "no_such_mycnf_section"),
+    (["restore", "--dir", "{tmp}/bk", "sqlite:///{tmp}/dst.db", "NoSuch"], "holds no backup of NoSuch"),
+    (["verify", "--dir", "{tmp}/bk", "--table", "NoSuch"], "holds no backup of NoSuch"),
+    (["-c", "{tmp}/typo.cfg", "backup", "sqlite:///{tmp}/src.db", "--dir", "{tmp}/bk"], "no such config file"),
+    (["backup", "sqlite:///{tmp}/nosuch.db", "--dir", "{tmp}/bk"], "no such SQLite file"),
 ])
 def test_bad_arguments_are_exit_78_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     src = TestDB("sqlite", *_sqlite(tmp_path, "src"))
     kit.create(src)
     kit.grow(src, 12)
-    if "--chunk" in args:
+    if "--chunk" in args or "NoSuch" in args:
         ok(kit.scraperd("backup", kit.url(src), "--dir", str(tmp_path / "bk"), "--chunk", CHUNK))
     mycnf = tmp_path / "my.cnf"
     mycnf.write_text("[other]\nhost = 127.0.0.1\n")
@@ -243,11 +300,15 @@ def test_kill_during_backup_then_again_loses_nothing(make_db: Callable[[str], Te
     for p in (root / "DcsNum").glob("chunk-*"):  # a file under a chunk's name is whole, named or not
         if p.name not in named:  # killed between the renames of a chunk's two files and its manifest entry
             assert gzip.decompress(p.read_bytes()).endswith(b";\n"), p.name
-    ok(kit.scraperd("verify", "--dir", str(root)))  # what the manifest names is whole
+    v = kit.scraperd("verify", "--dir", str(root))  # what the manifest names is whole, but the run did not end
+    assert v.returncode == 1 and "did not finish" in v.stdout and "does not match" not in v.stdout, v.stdout
+    r = kit.scraperd("restore", "--dir", str(root), kit.url(make_db("early")))
+    assert r.returncode == 1 and "did not finish" in r.stderr and "nothing loaded" in r.stderr, r.stderr
 
     out = ok(kit.scraperd("backup", kit.url(src), "--dir", str(root), "--chunk", "5"))
     assert "complete kept" in out
     assert not list((root / "DcsNum").glob(".tmp-*"))
+    ok(kit.scraperd("verify", "--dir", str(root), kit.url(src)))
     dst = make_db("dst")
     ok(kit.scraperd("restore", "--dir", str(root), kit.url(dst)))
     assert kit.contents(dst) == kit.contents(src)
@@ -322,6 +383,22 @@ def test_backup_section_gives_chunk_workers_and_notifications(tmp_path: Path) ->
     assert "nightly" not in gen, gen  # cron runs backups, supervisord none
     r = kit.scraperd("-c", str(cfg), "run", "nightly")
     assert r.returncode == 2 and "scraperd backup" in r.stderr, r
+    c = kit.scraperd("-c", str(cfg), "check-config", "--no-connect")
+    assert c.returncode == 0 and "nightly" in c.stdout and "ok" in c.stdout, c
+
+
+@pytest.mark.mysql
+def test_an_unreachable_server_is_one_line_exit_1(tmp_path: Path) -> None:
+    for args in (["backup", "mysql+mysqldb://root@127.0.0.1:1/nowhere", "--dir", str(tmp_path / "bk")],
+                 ["restore", "--dir", str(tmp_path), "mysql+mysqldb://root@127.0.0.1:1/nowhere"]):
+        if args[0] == "restore":
+            (tmp_path / "T").mkdir()
+            (tmp_path / "T" / "manifest.json").write_text(json.dumps(
+                {"table": "T", "vld": "TVld", "chunk": 10, "dialect": "mysql", "chunks": []}))
+        p = kit.scraperd(*args)
+        errors = [line for line in p.stderr.splitlines() if not line.startswith("{")]
+        assert p.returncode == 1 and len(errors) == 1, p
+        assert "127.0.0.1" in errors[0] and "internal error" not in errors[0], errors
 
 
 @pytest.mark.parametrize("text, args, message", [

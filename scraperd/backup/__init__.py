@@ -146,10 +146,14 @@ def _backup_sections(path: Path) -> list[str] | None:
 def _section(args: argparse.Namespace) -> config.Loaded[config.BackupSection] | None:
     """The mode = backup section: --section NAME, else the config file's only one, else none (a missing
     default config file is no error: backup needs no config)."""
-    explicit = args.section or args.notify
     path = paths.config_path(args.config)
-    if not explicit and (not path.exists() or _backup_sections(path) == []):
-        return None  # nothing to read: pydantic and the models are not even imported
+    if not (args.section or args.notify):
+        if not path.exists():
+            if args.config:  # named with -c: a typo must not drop the section's settings silently
+                raise ConfigError(f"no such config file (use -c PATH or set {paths.CONFIG_ENV})", file=str(path))
+            return None
+        if _backup_sections(path) == []:
+            return None  # nothing to read: pydantic and the models are not even imported
     from scraperd import config
 
     cfg = config.read_file(path)
@@ -221,7 +225,7 @@ def _job(args: argparse.Namespace, job: str, work: Callable[[Db, config.BackupSe
     db = Db.open(args.db, **engine_kw)
     try:
         try:
-            totals = work(db, section.settings if section else None, notice)
+            totals = _database_errors(db, lambda: work(db, section.settings if section else None, notice))
         except BaseException as exc:
             notice.finish("failed", "".join(traceback.format_exception(exc)).rstrip())
             raise
@@ -229,6 +233,18 @@ def _job(args: argparse.Namespace, job: str, work: Callable[[Db, config.BackupSe
     finally:
         db.dispose()
     return totals
+
+
+def _database_errors(db: Db, work: Callable[[], Any]) -> Any:
+    """work(); what the database driver raised (a server gone mid-way, a refused query) as one line."""
+    from scraperd.backup.layout import BackupError
+
+    try:
+        return work()
+    except db.errors as exc:
+        orig = getattr(exc, "orig", None) or exc
+        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        raise BackupError(f"database error on {db.shown}: {first}") from exc
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -240,9 +256,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
         return backup.run(db, args.dir, args.tables, chunk, _workers(args, s), notice,
                           chunk_given=args.chunk is not None)
 
-    totals = _job(args, "backup", work)
+    totals = _job(args, "backup", work, reading=True)
     print(f"backup of {Db.describe(args.db)} to {args.dir}: {totals.line()}")
-    return 0
+    for problem in totals.changed:
+        print(f"FAILED  {problem}")
+    return 1 if totals.changed else 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -263,9 +281,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from scraperd.backup.db import Db
 
     _logging()
-    db = Db.open(args.db) if args.db else None
+    db = Db.open(args.db, reading=True) if args.db else None
     try:
-        report = verify.run(args.dir, db, args.tables)
+        report = verify.run(args.dir, db, args.tables) if db is None else _database_errors(
+            db, lambda: verify.run(args.dir, db, args.tables))
     finally:
         if db:
             db.dispose()

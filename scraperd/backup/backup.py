@@ -65,6 +65,7 @@ class PairPlan:
     kept: int = 0
     columns: dict[str, list[tuple[str, str]]] = field(default_factory=dict)   # table -> (name, type)
     ordered: bool = False          # dump with --order-by-primary (a MyISAM scan is not in key order)
+    redumped: dict[int, ChunkEntry] = field(default_factory=dict)  # complete chunks found damaged: their old entry
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Totals:
     rows: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    changed: list[str] = field(default_factory=list)   # complete chunks dumped again that hold other rows
 
     def line(self) -> str:
         return (f"{self.chunks} chunks dumped, {self.kept} complete kept, {self.rows:,} rows, "
@@ -189,17 +191,22 @@ def _plan(db: Db, conn: Any, root: Path, table: str, chunk: int, chunk_given: bo
     m.source = db.shown
     m.lastusedseqno = dbmod.lastused(db, conn, table)
     lo, hi = dbmod.extent(db, conn, pair)
-    m.max_seqno = hi
+    m.min_seqno, m.max_seqno = lo, hi  # what this run will have dumped when it finishes (verify checks it)
     _write_small(plan.dir, layout.SCHEMA, dbmod.ddl(db, conn, list(pair)), m, "schema_sha256")
     _write_small(plan.dir, layout.LOCALSEQNO_FILE, dbmod.localseqno_sql(db, table, m.lastusedseqno), m,
                  "localseqno_sha256")
+    layout.write_manifest(plan.dir, m)
     if lo is None or hi is None:
         return plan
     first_k, last_k = layout.chunk_of(lo, chunk), layout.chunk_of(hi, chunk)
-    todo = [k for k in range(first_k, last_k + 1) if not (k in m.chunks and m.chunks[k].complete)]
-    plan.kept = sum(1 for k in range(first_k, last_k + 1) if k in m.chunks and m.chunks[k].complete)
-    if not todo:
-        return plan
+    kept = [k for k in range(first_k, last_k + 1) if k in m.chunks and m.chunks[k].complete]
+    for k in kept:  # a complete chunk whose file is gone or changed size: dumped again (verify reads them all)
+        damage = _damaged(plan.dir, m.chunks[k])
+        if damage:
+            log.warning("chunk_damaged", table=table, chunk=k, problem=damage, action="dumped again")
+            plan.redumped[k] = m.chunks[k]
+    plan.kept = len(kept) - len(plan.redumped)
+    todo = [k for k in range(first_k, last_k + 1) if k not in kept or k in plan.redumped]
     for k in todo:
         first, last = layout.bounds(k, chunk)
         complete = layout.is_complete(k, chunk, m.lastusedseqno) and hi >= last
@@ -207,6 +214,17 @@ def _plan(db: Db, conn: Any, root: Path, table: str, chunk: int, chunk_given: bo
         entry = ChunkEntry(index=k, first=first, last=last, upto=upto, complete=complete)
         plan.jobs.append(Job(table, entry, {}))
     return plan
+
+
+def _damaged(d: Path, entry: ChunkEntry) -> str | None:
+    """Why a complete chunk's files are not as the manifest names them (missing, another size), or None."""
+    for f in entry.files.values():
+        path = d / f.name
+        if not path.exists():
+            return f"{path}: missing"
+        if f.bytes and path.stat().st_size != f.bytes:
+            return f"{path}: {path.stat().st_size} bytes, the manifest says {f.bytes}"
+    return None
 
 
 def _write_small(d: Path, name: str, text: str, m: Manifest, attr: str) -> None:
@@ -281,6 +299,17 @@ def _dump(db: Db, snap: Any, plans: dict[str, PairPlan], jobs: list[Job], worker
             written = w.commit()
             job.entry.files[table] = FileEntry(w.path.name, job.counts[table], written.sha256,
                                                written.content_sha256, written.bytes)
+        old = plan.redumped.get(job.entry.index)
+        for table, f in job.entry.files.items():
+            before = old.files.get(table) if old else None
+            if before is not None and before.content_sha256 != f.content_sha256:
+                message = (f"{plan.dir / f.name}: complete chunk {job.entry.index} of {table} (SEQNO "
+                           f"{job.entry.first}..{job.entry.upto}) dumped again holds other rows than it did "
+                           f"({before.rows} then, {f.rows} now): the live table changed under a complete chunk")
+                log.error("chunk_changed", table=table, chunk=job.entry.index, rows_before=before.rows,
+                          rows_now=f.rows, problem=message)
+                with lock:
+                    totals.changed.append(message)
         layout.fsync_dir(plan.dir)
         with lock:
             plan.manifest.chunks[job.entry.index] = job.entry
@@ -292,7 +321,8 @@ def _dump(db: Db, snap: Any, plans: dict[str, PairPlan], jobs: list[Job], worker
             progress.advance(rows)
             if notice:
                 notice.advance(progress.done)
-        log.info("chunk_dumped", table=job.pair, chunk=job.entry.index, first=job.entry.first, upto=job.entry.upto,
+        # on a terminal the bar shows the progress: a line a chunk would bury it
+        (log.debug if progress.tty else log.info)("chunk_dumped", table=job.pair, chunk=job.entry.index, first=job.entry.first, upto=job.entry.upto,
                  complete=job.entry.complete, rows=rows, bytes=sum(f.bytes for f in job.entry.files.values()),
                  seconds=round(time.monotonic() - t0, 3))
 

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from sqlalchemy.engine import URL, Engine
 from scraperd import databases
 from scraperd.backup.layout import BackupError
 from scraperd.dbi.tables import LOCALSEQNO, MYSQL_DIALECTS
+from scraperd.errors import ConfigError
 
 NUMERIC_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float",
                  "double", "real"}
@@ -31,9 +33,26 @@ class Db:
     engine: Engine
 
     @classmethod
-    def open(cls, name: str, **engine_kw: Any) -> Db:
+    def open(cls, name: str, *, reading: bool = False, **engine_kw: Any) -> Db:
+        """The database named on the command line. reading (backup, verify): it is only read, so an SQLite
+        file must exist (none is created) and keeps its journal mode; else (restore) a MySQL database is
+        created when missing."""
         url = databases.resolve(name)
-        return cls(name, url, databases.make_engine(url, **engine_kw))
+        if url.get_backend_name() == "sqlite":
+            if reading and url.database not in (None, "", ":memory:") and not Path(url.database).exists():
+                raise ConfigError(f"{name}: no such SQLite file")
+        elif not reading:
+            try:
+                databases.ensure_database(url)
+            except Exception as exc:
+                raise BackupError(f"cannot reach {databases.describe(url)}: {_first_line(exc)}") from None
+        return cls(name, url, databases.make_engine(url, readonly=reading, **engine_kw))
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What its driver raises (a server gone, a query refused): reported as one line, not a bug."""
+        dbapi = self.engine.dialect.dbapi
+        return (sa.exc.DBAPIError, dbapi.Error) if dbapi is not None else (sa.exc.DBAPIError,)
 
     @staticmethod
     def describe(name: str) -> str:
@@ -65,7 +84,7 @@ class Db:
         """A DB-API connection of its own (its driver connection), closed afterwards."""
         try:
             proxy = self.engine.raw_connection()
-        except sa.exc.DBAPIError as exc:
+        except self.errors as exc:
             raise BackupError(f"cannot connect to {self.shown}: {_first_line(exc)}") from None
         try:
             yield proxy.driver_connection

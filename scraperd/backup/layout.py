@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scraperd.errors import ScraperdError
+from scraperd.errors import ConfigError, ScraperdError
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -103,7 +103,8 @@ class Manifest:
     dialect: str                    # "mysql" or "sqlite": the SQL the chunk files are written in
     source: str = ""                # the database of the last run, password hidden
     lastusedseqno: int | None = None
-    max_seqno: int | None = None
+    max_seqno: int | None = None    # the highest SEQNO the last run saw: the chunks must reach it
+    min_seqno: int | None = None    # the lowest: the chunks must start at its chunk
     schema_sha256: str = ""
     localseqno_sha256: str = ""
     chunks: dict[int, ChunkEntry] = field(default_factory=dict)
@@ -169,9 +170,12 @@ def fsync_dir(path: Path) -> None:
 def table_dirs(root: Path, tables: Iterable[str] = ()) -> list[Path]:
     """The table directories of a backup root: those named, else every one holding a manifest."""
     names = list(tables)
-    if names:
-        return [root / n for n in names]
-    return sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))
+    found = sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))
+    missing = [n for n in names if not manifest_path(root / n).exists()]
+    if missing:
+        raise ConfigError(f"--dir {root} holds no backup of {', '.join(missing)} "
+                          f"(it holds: {', '.join(p.name for p in found) or 'none'})")
+    return [root / n for n in names] if names else found
 
 
 def sha256_file(path: Path) -> str:
@@ -190,11 +194,44 @@ def gaps(manifest: Manifest) -> list[int]:
     return [k for k in range(min(present), max(present) + 1) if k not in present]
 
 
-def problems(table_dir: Path, manifest: Manifest) -> list[str]:
+def coverage(manifest: Manifest, upto: int | None = None) -> list[str]:
+    """What of SEQNO min_seqno..max_seqno (..upto, when given) no chunk holds: the chunks before the
+    first, after the last (a run that did not finish: killed, or still running), or the last's tail."""
+    if manifest.max_seqno is None:
+        return []
+    last = manifest.max_seqno if upto is None else min(upto, manifest.max_seqno)
+    first = manifest.min_seqno if manifest.min_seqno is not None else 1
+    if last < first:
+        return []
+    out = []
+    unfinished = (f"the backup run that saw SEQNO up to {manifest.max_seqno} did not finish (killed, or still "
+                  "running): run `scraperd backup` again")
+    present = sorted(manifest.chunks)
+    wanted = range(chunk_of(first, manifest.chunk), chunk_of(last, manifest.chunk) + 1)
+    before = [k for k in wanted if not present or k < present[0]]
+    after = [k for k in wanted if present and k > present[-1]]
+    if before:
+        out.append(f"chunk {_span(before)} missing (SEQNO {bounds(before[0], manifest.chunk)[0]}.."
+                   f"{bounds(before[-1], manifest.chunk)[1]})" + (f": {unfinished}" if not present else ""))
+    if after:
+        out.append(f"chunk {_span(after)} missing (SEQNO {bounds(after[0], manifest.chunk)[0]}..{last}): {unfinished}")
+    elif present and chunk_of(last, manifest.chunk) == present[-1] and manifest.chunks[present[-1]].upto < last:
+        c = manifest.chunks[present[-1]]
+        out.append(f"chunk {c.index} holds SEQNO {c.first}..{c.upto} only, not up to {last}: {unfinished}")
+    return out
+
+
+def _span(ks: list[int]) -> str:
+    return str(ks[0]) if len(ks) == 1 else f"{ks[0]}..{ks[-1]}"
+
+
+def problems(table_dir: Path, manifest: Manifest, upto: int | None = None) -> list[str]:
     """What is wrong with a table's backup files, one line each naming the file: a gap in the chunk
-    sequence, a missing file, a digest that does not match. Empty when everything checks."""
+    sequence, chunks a run did not write, a missing file, a digest that does not match. Empty when
+    everything checks. upto: only what a restore up to that SEQNO needs must be there."""
     out = [f"{table_dir}: chunk {k} missing (SEQNO {bounds(k, manifest.chunk)[0]}..{bounds(k, manifest.chunk)[1]}): "
            "a gap in the chunk sequence" for k in gaps(manifest)]
+    out += [f"{table_dir}: {p}" for p in coverage(manifest, upto)]
     for name, expected in ((SCHEMA, manifest.schema_sha256), (LOCALSEQNO_FILE, manifest.localseqno_sha256)):
         out += _digest_problem(table_dir / name, expected)
     for c in manifest.ordered():

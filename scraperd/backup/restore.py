@@ -63,8 +63,8 @@ class Job:
     fast: bool          # LOAD DATA for the payload file
 
 
-def checked(root: Path, tables: Sequence[str]) -> list[tuple[Path, Manifest]]:
-    """The table directories to restore, every digest and the chunk sequence checked."""
+def checked(root: Path, tables: Sequence[str], upto: int | None = None) -> list[tuple[Path, Manifest]]:
+    """The table directories to restore, every digest and the chunk sequence checked (up to upto)."""
     if not root.is_dir():
         raise ConfigError(f"--dir {root}: no such directory")
     dirs = layout.table_dirs(root, tables)
@@ -73,7 +73,7 @@ def checked(root: Path, tables: Sequence[str]) -> list[tuple[Path, Manifest]]:
     out, bad = [], []
     for d in dirs:
         m = layout.read_manifest(d)
-        bad += layout.problems(d, m)
+        bad += layout.problems(d, m, upto)
         out.append((d, m))
     if bad:
         raise BackupError(f"refused, nothing loaded: {len(bad)} problem(s) in {root}: " + "; ".join(bad))
@@ -86,7 +86,7 @@ def run(db: Db, root: Path, tables: Sequence[str], upto: int | None, workers: in
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     if upto is not None and upto < 1:
         raise ConfigError(f"--upto must be a SEQNO (1 or more), got {upto}")
-    backups = checked(root, tables)
+    backups = checked(root, tables, upto)
     for d, m in backups:
         if m.dialect != db.dialect:
             raise ConfigError(f"{d}: a backup of a {m.dialect} database cannot be restored into {db.dialect} "
@@ -95,12 +95,13 @@ def run(db: Db, root: Path, tables: Sequence[str], upto: int | None, workers: in
     totals = Totals()
     jobs: list[Job] = []
     with db.raw() as conn:
+        resumed = _refusals_first(db, conn, backups)  # nothing is touched unless every table can be restored
         for d, m in backups:
-            fast = _prepare(db, conn, d, m)
+            fast = _prepare(db, conn, d, m, resume=m.table in resumed)
             for entry in m.ordered():
                 if upto is not None and entry.first > upto:
                     continue
-                if upto is None or entry.upto <= upto:
+                if m.table in resumed and (upto is None or entry.upto <= upto):
                     if _already_loaded(db, conn, m, entry):
                         totals.kept += 1
                         continue
@@ -115,31 +116,71 @@ def run(db: Db, root: Path, tables: Sequence[str], upto: int | None, workers: in
     with db.raw() as conn:
         for _, m in backups:
             _finish(db, conn, m)
+        _drop_marker_when_empty(db, conn)
     totals.seconds = time.monotonic() - t0
     log.info("restore_done", db=db.shown, dir=str(root), chunks_loaded=totals.chunks, chunks_kept=totals.kept,
              rows=totals.rows, seconds=round(time.monotonic() - t0, 3))
     return totals
 
 
-def _prepare(db: Db, conn: Any, d: Path, m: Manifest) -> bool:
-    """Create the tables when missing; refuse a table the target already holds; mark the restore as in
-    progress (no LOCALSEQNO row). Whether the payload can take LOAD DATA."""
+MARKER = "SCRAPERD_RESTORING"  # TABLENAME, DIR: what a restore is loading; its row goes when the table is whole
+
+
+def _marker_rows(db: Db, conn: Any) -> dict[str, str]:
+    if MARKER not in dbmod.table_names(db, conn):
+        return {}
+    return {str(t): str(d) for t, d in dbmod.rows(conn, f"SELECT TABLENAME, DIR FROM {db.q(MARKER)}")}
+
+
+def _refusals_first(db: Db, conn: Any, backups: list[tuple[Path, Manifest]]) -> set[str]:
+    """Every table checked against the target before anything is written: a table the target holds is
+    refused, unless the marker names it as this directory's restore that did not finish (resumed). The
+    tables resumed."""
     names = set(dbmod.table_names(db, conn))
-    present = m.table in names or m.vld in names
-    if present:
-        holds = dbmod.extent(db, conn, tuple(t for t in m.tables if t in names))
-        mark = dbmod.lastused(db, conn, m.table)
-        if holds[0] is not None and mark is not None:
-            raise BackupError(f"{db.shown} already holds {m.table} (SEQNO {holds[0]}..{holds[1]}, LOCALSEQNO {mark}): "
-                              "restore loads into a database without it (drop the tables first), or check it "
-                              f"with `scraperd verify --dir {d.parent} DB`")
-        if holds[0] is not None:
-            log.info("restore_resumed", table=m.table, found_seqno_from=holds[0], found_seqno_to=holds[1],
-                     reason="tables without their LOCALSEQNO row: a restore that did not finish")
+    marked = _marker_rows(db, conn)
+    refused, resumed = [], set()
+    for d, m in backups:
+        present = tuple(t for t in m.tables if t in names)
+        lo, hi = dbmod.extent(db, conn, present) if present else (None, None)
+        where = marked.get(m.table)
+        if where == str(d.resolve()):
+            resumed.add(m.table)
+            log.info("restore_resumed", table=m.table, found_seqno_from=lo, found_seqno_to=hi,
+                     reason="a restore of this directory that did not finish")
+        elif where is not None:
+            refused.append(f"{db.shown} holds {m.table} from an unfinished restore of another directory ({where}): "
+                           f"finish that one, or drop the tables")
+        elif lo is not None:
+            mark = dbmod.lastused(db, conn, m.table)
+            refused.append(f"{db.shown} already holds {m.table} (SEQNO {lo}..{hi}"
+                           + (f", LOCALSEQNO {mark}" if mark is not None else "") + "): restore loads into a "
+                           f"database without it (drop the tables first), or check it with "
+                           f"`scraperd verify --dir {d.parent} DB`")
+    if refused:
+        raise BackupError(f"refused, nothing loaded: {'; '.join(refused)}")
+    return resumed
+
+
+def _prepare(db: Db, conn: Any, d: Path, m: Manifest, *, resume: bool) -> bool:
+    """Create the tables when missing and mark the table as being restored (the marker row; LOCALSEQNO's
+    row is written when it is whole). Whether the payload can take LOAD DATA."""
     _script(db, conn, (d / layout.SCHEMA).read_text())
-    _tx(db, conn, [f"DELETE FROM {db.q(LOCALSEQNO)} WHERE TABLENAME = '{m.table}'"])
+    text = "VARCHAR(64)" if db.dialect == "mysql" else "TEXT"
+    engine = " ENGINE=InnoDB" if db.dialect == "mysql" else ""
+    _script(db, conn, f"CREATE TABLE IF NOT EXISTS {db.q(MARKER)} (TABLENAME {text} NOT NULL PRIMARY KEY, "
+                      f"DIR {'VARCHAR(1024)' if db.dialect == 'mysql' else 'TEXT'} NOT NULL){engine};\n")
+    if not resume:
+        dbmod.execute(conn, "BEGIN" if db.dialect == "sqlite" else "START TRANSACTION")
+        dbmod.execute(conn, f"DELETE FROM {db.q(LOCALSEQNO)} WHERE TABLENAME = {db.param}", (m.table,))
+        dbmod.execute(conn, f"INSERT INTO {db.q(MARKER)} VALUES ({db.param}, {db.param})", (m.table, str(d.resolve())))
+        dbmod.execute(conn, "COMMIT")
     cols = dbmod.columns(db, conn, m.table)
     return db.dialect == "mysql" and dbmod.all_numeric(cols)
+
+
+def _drop_marker_when_empty(db: Db, conn: Any) -> None:
+    if MARKER in dbmod.table_names(db, conn) and not dbmod.rows(conn, f"SELECT 1 FROM {db.q(MARKER)} LIMIT 1"):
+        _script(db, conn, f"DROP TABLE {db.q(MARKER)};\n")
 
 
 def _already_loaded(db: Db, conn: Any, m: Manifest, entry: ChunkEntry) -> bool:
@@ -255,7 +296,8 @@ def _load_all(db: Db, jobs: list[Job], upto: int | None, workers: int, progress:
                         progress.advance(rows)
                         if notice:
                             notice.advance(progress.done)
-                    log.info("chunk_loaded", table=job.manifest.table, chunk=job.entry.index, first=job.entry.first,
+                    # on a terminal the bar shows the progress: a line a chunk would bury it
+                    (log.debug if progress.tty else log.info)("chunk_loaded", table=job.manifest.table, chunk=job.entry.index, first=job.entry.first,
                              upto=min(job.entry.upto, upto or job.entry.upto), rows=rows,
                              seconds=round(time.monotonic() - t0, 3))
         except BaseException as exc:
@@ -293,9 +335,11 @@ def _retrying_deadlocks(load: Any, job: Job) -> int:
 
 
 def _finish(db: Db, conn: Any, m: Manifest) -> None:
-    """LOCALSEQNO = the highest SEQNO restored: the table is whole, and no longer "in progress"."""
+    """LOCALSEQNO = the highest SEQNO restored and the marker row gone, in one transaction: the table is
+    whole."""
     _, hi = dbmod.extent(db, conn, m.tables)
     value = hi or 0
     _tx(db, conn, [f"DELETE FROM {db.q(LOCALSEQNO)} WHERE TABLENAME = '{m.table}'",
-                   f"INSERT INTO {db.q(LOCALSEQNO)} VALUES ('{m.table}', {value})"])
+                   f"INSERT INTO {db.q(LOCALSEQNO)} VALUES ('{m.table}', {value})",
+                   f"DELETE FROM {db.q(MARKER)} WHERE TABLENAME = '{m.table}'"])
     log.info("restore_table", table=m.table, localseqno=value)

@@ -271,10 +271,19 @@ def _statements_out(head: str, rows: Any, out: Any) -> int:
 # ----------------------------------------------------------------------------------------------------------
 # SQLite: quote()
 
+def _sqlite_literal(column: str) -> str:
+    """The SQL literal of a column's value: quote(), but text holding a NUL (quote() stops there) or a CR
+    (the sqlite3 shell drops it before a LF) as CAST(X'...' AS TEXT), its bytes exactly."""
+    c = f'"{column}"'
+    has = f"instr(CAST({c} AS BLOB), X'00') OR instr(CAST({c} AS BLOB), X'0D')"
+    as_hex = "'CAST(X''' || hex(" + c + ") || ''' AS TEXT)'"
+    return f"CASE WHEN typeof({c}) = 'text' AND ({has}) THEN {as_hex} ELSE quote({c}) END"
+
+
 def sqlite_range(conn: sqlite3.Connection, table: str, columns: list[str], first: int, last: int, out: Any) -> int:
     """Render SEQNO first..last of table as INSERT statements of about STATEMENT_BYTES; the row count."""
     q = quote_name("sqlite", table)
-    row = " || ',' || ".join(f'quote("{c}")' for c in columns)
+    row = " || ',' || ".join(_sqlite_literal(c) for c in columns)
     order = ", ".join(f'"{c}"' for c in columns[:2])
     cur = conn.execute(f"SELECT '(' || {row} || ')' FROM {q} WHERE SEQNO BETWEEN ? AND ? ORDER BY {order}",
                        (first, last))
