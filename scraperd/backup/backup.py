@@ -85,8 +85,13 @@ class Totals:
 @contextmanager
 def locked(root: Path) -> Iterator[None]:
     """The backup directory for this process alone."""
-    root.mkdir(parents=True, exist_ok=True)
-    f = open(root / LOCK_FILE, "a+")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        f = open(root / LOCK_FILE, "a+")
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"--dir {root}: not a directory") from None
+    except PermissionError as exc:
+        raise ConfigError(f"--dir {root}: {exc.strerror}") from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -191,6 +196,9 @@ def _plan(db: Db, conn: Any, root: Path, table: str, chunk: int, chunk_given: bo
     m.source = db.shown
     m.lastusedseqno = dbmod.lastused(db, conn, table)
     lo, hi = dbmod.extent(db, conn, pair)
+    if m.lastusedseqno is None and hi is not None:
+        log.warning("no_localseqno", table=table, max_seqno=hi,
+                    problem="no LOCALSEQNO row: no chunk is ever complete, every run dumps the whole table again")
     m.min_seqno, m.max_seqno = lo, hi  # what this run will have dumped when it finishes (verify checks it)
     _write_small(plan.dir, layout.SCHEMA, dbmod.ddl(db, conn, list(pair)), m, "schema_sha256")
     _write_small(plan.dir, layout.LOCALSEQNO_FILE, dbmod.localseqno_sql(db, table, m.lastusedseqno), m,
