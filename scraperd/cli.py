@@ -96,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
 
     # operator commands: gen-ini, status, logs (each module registers its own subparser)
-    from scraperd import backup, logview, monitor, status, supervisor, watchdog
+    from scraperd import backup, logview, monitor, query, status, supervisor, watchdog
 
-    for module in (supervisor, status, monitor, logview, watchdog, backup):
+    for module in (supervisor, status, monitor, logview, watchdog, backup, query):
         module.register(sub)
     return p
 

@@ -24,7 +24,9 @@ Event names are an interface (operators, `scraperd logs` and the tests read them
                   binsize_changed, duplicate_date_time, empty_record, late_row, late_rows_unwatched,
                   non_transactional_target (at start-up: a MyISAM target, written under LOCK TABLES;
                   table, engines, crash_can_leave), write_conflict (another copy of the section wrote
-                  first: table, context, expected, found; nothing written, resumed from the target);
+                  first: table, context, expected, found; nothing written, resumed from the target),
+                  non_unique_versiondate (`scraperd query`: the answer beat rows of its VERSIONDATE only
+                  by its higher SEQNO: table, versiondate, seqnos, answer, context);
                   error level: source_error (then a db_retry); heartbeat_failed (the heartbeat file could
                   not be written: file, error; once, until a write succeeds again; the daemon goes on)
     stuck         watchdog: a RUNNING program's heartbeat older than stuck_after: program, pid, age_s,

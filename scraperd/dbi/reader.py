@@ -10,13 +10,18 @@ rows inserted at or after it (INSERTDATE < rollback, strict, as DBI's rollback c
 Unlike DBI there is no time gate, no cache and no trimming of the winner's range by its neighbours:
 callers get the stored row. A gap is (None, []).
 
+The same rule over a time range (what `scraperd query --range` shows) is overlapping_select(): every
+row serving the context that overlaps [start, end), in priority order; which row answers where is
+decided without the database (query/resolve.py). reflect_tables() opens a DBI pair as the database
+holds it, for tables without a .spec (any table of an offline_db).
+
 Each query is built by a function returning the statement and run by a function that takes a
 Connection or an Engine; nothing here writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables
-from scraperd.errors import DataError
+from scraperd.errors import ConfigError, DataError
 
 VLD_COLUMNS = ("SEQNO", "TIMESTART", "TIMEEND", "SITEMASK", "SIMMASK", "SUBSITE", "TASK", "AGGREGATENO",
                "VERSIONDATE", "INSERTDATE")
@@ -91,17 +96,55 @@ def exact_context(tables: DbiTables, ctx: Context) -> sa.ColumnElement[bool]:
                    v.TASK == ctx.task, sa.func.coalesce(v.AGGREGATENO, -1) == ctx.aggregateno)
 
 
-def context_select(tables: DbiTables, t: datetime, ctx: Context, *,
-                   rollback: datetime | None = None) -> sa.Select[Any]:
-    """The winning Vld row at t for a context (see the module docstring), as a statement."""
+def _served(tables: DbiTables, ctx: Context, rollback: datetime | None) -> sa.Select[Any]:
+    """The Vld rows serving a context, as seen at the rollback date, highest priority first."""
     v = tables.vld.c
-    stmt = (sa.select(tables.vld)
-            .where(v.TIMESTART <= _naive(t, "t"), v.TIMEEND > t, context_clause(tables, ctx))
-            .order_by(v.VERSIONDATE.desc(), v.SEQNO.desc())
-            .limit(1))
+    stmt = sa.select(tables.vld).where(context_clause(tables, ctx)).order_by(v.VERSIONDATE.desc(), v.SEQNO.desc())
     if rollback is not None:
         stmt = stmt.where(v.INSERTDATE < _naive(rollback, "rollback"))
     return stmt
+
+
+def candidates_select(tables: DbiTables, t: datetime, ctx: Context, *,
+                      rollback: datetime | None = None) -> sa.Select[Any]:
+    """Every Vld row holding t for a context, the winner first (see the module docstring)."""
+    v = tables.vld.c
+    return _served(tables, ctx, rollback).where(v.TIMESTART <= _naive(t, "t"), v.TIMEEND > t)
+
+
+def context_select(tables: DbiTables, t: datetime, ctx: Context, *,
+                   rollback: datetime | None = None) -> sa.Select[Any]:
+    """The winning Vld row at t for a context (see the module docstring), as a statement."""
+    return candidates_select(tables, t, ctx, rollback=rollback).limit(1)
+
+
+def ties_select(tables: DbiTables, t: datetime, ctx: Context, winner: VldRow, *,
+                rollback: datetime | None = None) -> sa.Select[Any]:
+    """The SEQNOs of the other rows holding t that share the winner's VERSIONDATE (DBI's "Non-unique
+    versionDate"): the winner is theirs only by its higher SEQNO."""
+    v = tables.vld.c
+    rows = candidates_select(tables, t, ctx, rollback=rollback).where(
+        v.VERSIONDATE == winner.versiondate, v.SEQNO != winner.seqno).subquery()
+    return sa.select(rows.c.SEQNO).order_by(rows.c.SEQNO.desc())
+
+
+def overlapping_select(tables: DbiTables, start: datetime, end: datetime, ctx: Context, *,
+                       rollback: datetime | None = None) -> sa.Select[Any]:
+    """Every Vld row serving a context whose [TIMESTART, TIMEEND) overlaps [start, end), highest
+    priority first: those of them that answer the context query somewhere in the range."""
+    v = tables.vld.c
+    return _served(tables, ctx, rollback).where(v.TIMESTART < _naive(end, "end"), v.TIMEEND > _naive(start, "start"))
+
+
+def neighbours_select(tables: DbiTables, t: datetime, ctx: Context, *, before: bool,
+                      rollback: datetime | None = None) -> sa.Select[Any]:
+    """The row serving a context that ends last at or before t (before=True), or starts first after t:
+    where the records around a gap at t are."""
+    v = tables.vld.c
+    stmt = _served(tables, ctx, rollback).order_by(None)
+    if before:
+        return stmt.where(v.TIMEEND <= _naive(t, "t")).order_by(v.TIMEEND.desc(), v.SEQNO.desc()).limit(1)
+    return stmt.where(v.TIMESTART > _naive(t, "t")).order_by(v.TIMESTART, v.SEQNO.desc()).limit(1)
 
 
 def payload_select(tables: DbiTables, seqno: int) -> sa.Select[Any]:
@@ -114,6 +157,25 @@ def payload(conn_or_engine: Connection | Engine, tables: DbiTables, seqno: int) 
     """The payload rows of one SEQNO in ROW_COUNTER order, as dicts keyed by the spec's column names."""
     with connected(conn_or_engine) as conn:
         return [dict(r._mapping) for r in conn.execute(payload_select(tables, seqno))]
+
+
+def payloads(conn_or_engine: Connection | Engine, tables: DbiTables, seqnos: Sequence[int], *,
+             chunk: int = 500) -> dict[int, list[dict[str, Any]]]:
+    """The payload rows of several SEQNOs, each in ROW_COUNTER order, as dicts keyed by ROW_COUNTER
+    and the spec's column names; a SEQNO without rows maps to []."""
+    p = tables.payload
+    columns = [p.c.ROW_COUNTER, *(p.c[c] for c in tables.spec.column_names)]
+    out: dict[int, list[dict[str, Any]]] = {s: [] for s in seqnos}
+    wanted = sorted(out)
+    with connected(conn_or_engine) as conn:
+        for i in range(0, len(wanted), chunk):
+            part = wanted[i:i + chunk]
+            stmt = (sa.select(p.c.SEQNO, *columns).where(p.c.SEQNO.in_(part))
+                    .order_by(p.c.SEQNO, p.c.ROW_COUNTER))
+            for row in conn.execute(stmt):
+                m = dict(row._mapping)
+                out[m.pop("SEQNO")].append(m)
+    return out
 
 
 def best_vld(conn: Connection, tables: DbiTables, t: datetime, ctx: Context, *,
@@ -176,3 +238,29 @@ def latest_timeend(conn: Connection, tables: DbiTables, ctx: Context) -> datetim
     v = tables.vld.c
     stmt = sa.select(v.TIMEEND).where(context_clause(tables, ctx)).order_by(v.TIMEEND.desc()).limit(1)
     return conn.execute(stmt).scalar()
+
+
+def reflect_tables(conn: Connection, name: str) -> DbiTables:
+    """The DBI pair <name>, <name>Vld as the database holds it (reflected: no .spec needed), for reading.
+
+    The payload's columns other than SEQNO and ROW_COUNTER stand in for the spec's; SQLite DATETIMEs
+    read as the whole-second text scraperd writes. ConfigError when either table is missing.
+    """
+    from scraperd import databases
+    from scraperd.dbi.spec import Column, Spec
+    from scraperd.dbi.tables import _localseqno
+
+    insp = sa.inspect(conn)
+    for table in (name, f"{name}Vld"):
+        if not insp.has_table(table):
+            raise ConfigError(f"no table {table}: {name} is not a DBI table here")
+    metadata = databases.reflecting(sa.MetaData())
+    payload = sa.Table(name, metadata, autoload_with=conn)
+    vld = sa.Table(f"{name}Vld", metadata, autoload_with=conn)
+    missing = [c for c in VLD_COLUMNS if c not in vld.c] + [c for c in ("SEQNO", "ROW_COUNTER") if c not in payload.c]
+    if missing:
+        raise ConfigError(f"{name} is not a DBI table: no column {', '.join(missing)}")
+    columns = tuple(Column(name=c.name, codetype="", dbtype=str(c.type), description=c.comment or "")
+                    for c in payload.columns if c.name not in ("SEQNO", "ROW_COUNTER"))
+    spec = Spec(klass=f"G{name}", table=name, columns=columns, path="(reflected)")
+    return DbiTables(spec=spec, payload=payload, vld=vld, localseqno=_localseqno(metadata), converters={})
