@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-from scraperd.errors import ConfigError, ScraperdError, error_lines
+from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError, error_lines
 
 PROG = "scraperd"
 
@@ -89,3 +89,15 @@ def _internal_error(exc: Exception, *, debug: bool) -> None:
             logsetup.get_logger().error("internal_error", error=repr(exc), exc_info=True)
         except Exception:
             pass
+
+
+def arguments_are_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A malformed command line of p's command is a configuration error: exit 78 in one line, as cron
+    and the operator expect of a bad --chunk or a missing --dir (argparse would exit 2 after its usage)."""
+
+    def error(message: str) -> NoReturn:
+        p.exit(EX_CONFIG, f"{p.prog}: error: {message} (see {p.prog} --help)\n")
+
+    p.error = error  # type: ignore[method-assign]
+    p.set_defaults(parser=p)  # run() reports leftover words through it too
+    return p

@@ -20,11 +20,11 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from scraperd import paths
+from scraperd import clirun, paths
 from scraperd.backup import layout
-from scraperd.errors import EX_CONFIG, ConfigError
+from scraperd.errors import ConfigError
 
 if TYPE_CHECKING:  # the rest is imported by the command that needs it: `scraperd backup` starts fast
     from scraperd import config
@@ -75,22 +75,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                         "e.g. [monitor]; route `progress`)")
 
 
-def _arguments_are_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """A malformed command line of these commands is a configuration error, exit 78 (what cron and
-    the issue expect of a bad --chunk or a missing --dir), not argparse's 2; the usage line first."""
-
-    def error(message: str) -> NoReturn:
-        p.print_usage(sys.stderr)
-        p.exit(EX_CONFIG, f"{p.prog}: error: {message}\n")
-
-    p.error = error  # type: ignore[method-assign]
-    p.set_defaults(parser=p)
-    return p
-
-
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     fmt = argparse.RawDescriptionHelpFormatter
-    b = _arguments_are_config(sub.add_parser("backup", help="dump DBI tables in SEQNO chunks, only what changed since the last run",
+    b = clirun.arguments_are_config(sub.add_parser("backup", help="dump DBI tables in SEQNO chunks, only what changed since the last run",
                        description="Back up DBI table pairs (T, TVld) and LOCALSEQNO in SEQNO chunks, "
                                    "incrementally, each run one consistent snapshot.",
                        epilog=EPILOG, formatter_class=fmt))
@@ -103,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _add_common(b)
     b.set_defaults(func=cmd_backup)
 
-    r = _arguments_are_config(sub.add_parser("restore", help="load a backup directory into a database (verified first, resumable)",
+    r = clirun.arguments_are_config(sub.add_parser("restore", help="load a backup directory into a database (verified first, resumable)",
                        description="Restore table pairs from a backup directory: every digest is checked "
                                    "before anything is loaded; chunks load in parallel; a killed restore "
                                    "resumes; LOCALSEQNO ends at the highest SEQNO restored.",
@@ -115,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _add_common(r)
     r.set_defaults(func=cmd_restore)
 
-    v = _arguments_are_config(sub.add_parser("verify", help="check a backup: digests, chunk continuity, and against a live database",
+    v = clirun.arguments_are_config(sub.add_parser("verify", help="check a backup: digests, chunk continuity, and against a live database",
                        description="Check every manifest, the chunk sequence and every file's SHA-256; with DB, "
                                    "also each chunk's rows against the live table. Exit 1 naming each problem.",
                        epilog=EPILOG, formatter_class=fmt))

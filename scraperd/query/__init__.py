@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 import sqlalchemy as sa
 
-from scraperd import logsetup
+from scraperd import clirun, logsetup
 from scraperd.dbi.context import site_mask
 from scraperd.dbi.reader import VldRow
-from scraperd.errors import EX_CONFIG, ConfigError, ScraperdError
+from scraperd.errors import ConfigError, ScraperdError
 from scraperd.query import render, resolve, target
 
 EPILOG = """\
@@ -92,20 +91,9 @@ Nothing is written unless the code writes (and commits) it.
 """
 
 
-def _one_line_errors(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """A malformed query line is a configuration error, exit 78, in one line (the issue's rule)."""
-
-    def error(message: str) -> NoReturn:
-        p.exit(EX_CONFIG, f"{p.prog}: error: {message} (see {p.prog} --help)\n")
-
-    p.error = error  # type: ignore[method-assign]
-    p.set_defaults(parser=p)
-    return p
-
-
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     fmt = argparse.RawDescriptionHelpFormatter
-    q = _one_line_errors(sub.add_parser(
+    q = clirun.arguments_are_config(sub.add_parser(
         "query", help="the DBI record valid at a time (or over a range) for a context, with its payload",
         description="Ask the conditions database what DBI answers: the validity record valid at a time\n"
                     "for a context, and its payload rows (or every record over a time range).",
