@@ -100,6 +100,9 @@ def resolve(name: str, *, mycnf: Path | None = None) -> URL:
             return make_url(name)
         except Exception as exc:  # sqlalchemy.exc.ArgumentError
             raise ConfigError(f"cannot parse database URL {describe_text(name)!r}: {exc}") from None
+    if "/" in name or name.endswith((".db", ".sqlite", ".sqlite3")):  # a path: no my.cnf section is named so
+        raise ConfigError(f"{name!r} looks like a file, not a my.cnf section: name an SQLite file as "
+                          f"sqlite:///{Path(name).resolve()}")
     keys = read_mycnf_section(name, mycnf)
     query: dict[str, str] = {"charset": "utf8mb4"}
     if keys.get("socket"):
@@ -115,9 +118,13 @@ def resolve(name: str, *, mycnf: Path | None = None) -> URL:
                       port=port_n, database=keys.get("database") or None, query=query)
 
 
+SECRET_PARAMS = ("password", "passwd", "pwd")  # what a driver also takes as the password, in the query string
+
+
 def describe(url: URL) -> str:
-    """A URL as it may appear in logs: password hidden."""
-    return url.render_as_string(hide_password=True)
+    """A URL as it may appear in logs: password hidden (user:***@, and ?password=***)."""
+    secret = {k: "***" for k in url.query if k.lower() in SECRET_PARAMS}
+    return (url.update_query_dict(secret) if secret else url).render_as_string(hide_password=True)
 
 
 def describe_text(text: str) -> str:
@@ -227,6 +234,16 @@ def make_engine(url: URL, *, readonly: bool = False, **kw: Any) -> Engine:
         connect_args["conv"] = _mysqldb_conversions()
     connect_args.update(kw.pop("connect_args", {}))
     return sa.create_engine(url, connect_args=connect_args, **kw)
+
+
+def reading_engine(url: URL, key: str | None = None) -> Engine:
+    """make_engine(url, readonly=True) for a command that reads what it is pointed at: no such dialect
+    or its driver not installed is a ConfigError (exit 78, one line), not a traceback."""
+    try:
+        return make_engine(url, readonly=True)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise ConfigError(f"{describe(url)}: no driver for it here ({str(exc).splitlines()[0]}); "
+                          "use mysql://, mysql+mysqldb:// or sqlite:///", key=key) from None
 
 
 def _mysqldb_conversions() -> dict[Any, Any]:

@@ -215,7 +215,11 @@ def test_range_answers_the_context_query_at_every_instant_in_time_order(db: Test
     gapped_history(db, temp)
     start, end = at(10), at(330)
     doc = answer(query(db, "--range", text(start), text(end), "--json"))
-    pieces = sorted([(parse_iso(r["from"]), parse_iso(r["until"]), int(r["seqno"])) for r in doc["records"]]
+    # every record overlapping the range is listed; minute 2's own record answers nowhere (overlaid exactly)
+    hidden = [r for r in doc["records"] if not r["answers"]]
+    assert [(r["from"], r["until"], parse_iso(r["timestart"]) - T0) for r in hidden] == [(None, None, timedelta(seconds=120))]
+    pieces = sorted([(parse_iso(r["from"]), parse_iso(r["until"]), int(r["seqno"])) for r in doc["records"]
+                     if r["answers"]]
                     + [(parse_iso(g["from"]), parse_iso(g["until"]), None) for g in doc["gaps"]],
                     key=lambda p: p[0])
     # minute 0 until the long overlay, the overlay, the rest of minute 1, a gap, minute 2's fix, a gap
@@ -226,7 +230,8 @@ def test_range_answers_the_context_query_at_every_instant_in_time_order(db: Test
     for lo, hi, seqno in pieces:
         for t in (lo, lo + (hi - lo) / 2, hi - timedelta(seconds=1)):
             assert dbi_sql(db, t.replace(microsecond=0)) == seqno, f"at {t}"
-    assert [r["from"] for r in doc["records"]] == sorted(r["from"] for r in doc["records"]), "in time order"
+    starts = [r["from"] or r["timestart"] for r in doc["records"]]
+    assert starts == sorted(starts), "in time order"
 
 
 def test_range_csv_is_one_line_per_payload_row_led_by_its_record(db: TestDB, temp: DbiTables) -> None:
@@ -235,12 +240,13 @@ def test_range_csv_is_one_line_per_payload_row_led_by_its_record(db: TestDB, tem
     proc = query(db, "--range", text(at(0)), text(at(400)), "--csv")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == "SEQNO,TIMESTART,TIMEEND,ROW_COUNTER,Temp_PT1,Temp_PT2,Temp_PT3,Temp_PT4,Temp_PT5"
+    assert lines[0] == "SEQNO,TIMESTART,TIMEEND,FROM,UNTIL,ROW_COUNTER,Temp_PT1,Temp_PT2,Temp_PT3,Temp_PT4,Temp_PT5"
     expected = []
-    for r in doc["records"]:
+    for r in doc["records"]:  # FROM, UNTIL: where it answers; empty for the record overlaid throughout
         for p in payload_sql(db, r["seqno"]):
-            expected.append([str(r["seqno"]), r["timestart"], r["timeend"], str(p[0])])
-    assert [line.split(",")[:4] for line in lines[1:]] == expected
+            expected.append([str(r["seqno"]), r["timestart"], r["timeend"], r["from"] or "", r["until"] or "", str(p[0])])
+    assert [line.split(",")[:6] for line in lines[1:]] == expected
+    assert sum(1 for r in doc["records"] if not r["answers"]) == 1
 
 
 def test_range_table_shows_gaps_and_overlaid_records(db: TestDB, temp: DbiTables) -> None:
@@ -252,7 +258,31 @@ def test_range_table_shows_gaps_and_overlaid_records(db: TestDB, temp: DbiTables
                                               ["2011-02-01", "00:02:50", "2011-02-01", "00:04:00"],
                                               ["2011-02-01", "00:04:50", "2011-02-01", "00:05:00"]]
     assert "overlaid: answers from 2011-02-01 00:00:00 until 2011-02-01 00:00:20" in proc.stdout
-    assert proc.stdout.splitlines()[-1] == "5 records, 3 gaps"
+    assert "overlaid throughout: never the answer in this range" in proc.stdout  # minute 2's own record
+    assert proc.stdout.splitlines()[-1] == "6 records, 3 gaps"
+
+
+def test_a_record_without_payload_rows_keeps_its_overlay_note(db: TestDB, temp: DbiTables) -> None:
+    put(db, temp, 0, 60, 1.0)
+    with db.engine.begin() as conn:  # a Vld row without payload rows (DBI's "VLD entry but no data")
+        seqno = conn.exec_driver_sql("SELECT MAX(SEQNO) FROM DcsAdTempVld").scalar()
+        conn.exec_driver_sql(f"DELETE FROM DcsAdTemp WHERE SEQNO = {seqno}")
+    put(db, temp, 30, 90, 2.0, versiondate=at(3600))
+    proc = query(db, "--range", text(at(0)), text(at(90)))
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith(str(seqno)))
+    assert "overlaid: answers from 2011-02-01 00:00:00 until 2011-02-01 00:00:30" in line and "no payload rows" in line
+
+
+def test_a_driver_not_installed_a_file_path_and_a_password_in_the_query_string(
+        tmp_path: Path) -> None:
+    proc = scraperd("query", "DcsAdTemp", "--db", "mysql+pymysql://root@127.0.0.1:1/x", "--at", text(at(0)))
+    assert proc.returncode == 78 and len(proc.stderr.strip().splitlines()) == 1, proc
+    assert "no driver" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    proc = scraperd("query", "DcsAdTemp", "--db", str(tmp_path / "t.db"), "--at", text(at(0)))
+    assert proc.returncode == 78 and "looks like a file" in proc.stderr and "sqlite:///" in proc.stderr, proc
+    proc = scraperd("query", "DcsAdTemp", "--db", "mysql://root@127.0.0.1:1/x?password=S3cretPW", "--at", text(at(0)))
+    assert proc.returncode != 0 and "S3cretPW" not in proc.stdout + proc.stderr, proc
 
 
 def test_range_without_any_record_is_exit_1(db: TestDB, temp: DbiTables) -> None:

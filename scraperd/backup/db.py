@@ -46,7 +46,11 @@ class Db:
                 databases.ensure_database(url)
             except Exception as exc:
                 raise BackupError(f"cannot reach {databases.describe(url)}: {_first_line(exc)}") from None
-        return cls(name, url, databases.make_engine(url, readonly=reading, **engine_kw))
+        try:
+            engine = databases.make_engine(url, readonly=reading, **engine_kw)
+        except (sa.exc.ArgumentError, ImportError) as exc:  # no such dialect, its driver not installed
+            raise ConfigError(f"{databases.describe(url)}: no driver for it here ({str(exc).splitlines()[0]})") from None
+        return cls(name, url, engine)
 
     @property
     def errors(self) -> tuple[type[BaseException], ...]:

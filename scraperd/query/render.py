@@ -125,27 +125,38 @@ def at_table(answer: AtAnswer, asked: Asked) -> str:
 
 
 def range_table(answer: RangeAnswer, asked: Asked) -> str:
-    """Every record answering somewhere in the range, in time order, a line per payload row (or per
-    record with --no-payload), and a line per gap."""
+    """Every record of the context overlapping the range, in time order, a line per payload row (or per
+    record with --no-payload), noted where another overlays it; and a line per gap."""
     times = ("TIMESTART", "TIMEEND") if asked.payload else VLD_TIMES
-    rows: list[dict[str, str]] = []
+    placed: list[tuple[datetime, list[dict[str, str]]]] = []
     for seg in answer.segments:
         if seg.vld is None:
-            rows.append({"SEQNO": "-", _time_header("TIMESTART", asked): asked.shown(seg.start),
-                         _time_header("TIMEEND", asked): asked.shown(seg.end), "NOTE": "gap: no record"})
+            placed.append((seg.start, [{"SEQNO": "-", _time_header("TIMESTART", asked): asked.shown(seg.start),
+                                        _time_header("TIMEEND", asked): asked.shown(seg.end),
+                                        "NOTE": "gap: no record"}]))
             continue
-        lead = _vld_cells(seg.vld, asked, ("SEQNO", *times))
-        payload = answer.payloads.get(seg.vld.seqno, []) if asked.payload else [{}]
-        note = _note(seg, asked) if payload else "no payload rows (VLD entry but no data)"
-        for i, r in enumerate(payload or [{}]):
-            rows.append({**lead, **{c: cell(r.get(c)) for c in asked.columns if r},
-                         "NOTE": note if i == 0 else ""})
+        placed.append((seg.start, _record_lines(answer, seg.vld, _note(seg, asked), asked, times)))
+    for vld in answer.hidden:
+        placed.append((max(vld.timestart, answer.start),
+                       _record_lines(answer, vld, "overlaid throughout: never the answer in this range", asked, times)))
+    rows = [r for _, lines in sorted(placed, key=lambda p: p[0]) for r in lines]
     columns = ["SEQNO", *_vld_columns(asked, times), *(asked.columns if asked.payload else ())]
     if any(r.get("NOTE") for r in rows):
         columns.append("NOTE")
-    n, g = len(answer.records), len(answer.gaps)
+    n = len({s.vld.seqno for s in answer.records if s.vld is not None} | {v.seqno for v in answer.hidden})
+    g = len(answer.gaps)
     footer = f"{n} record{'s' * (n != 1)}, {g} gap{'s' * (g != 1)}"
     return "\n".join([header(asked), *aligned(rows, columns), footer])
+
+
+def _record_lines(answer: RangeAnswer, vld: VldRow, note: str, asked: Asked,
+                  times: Sequence[str]) -> list[dict[str, str]]:
+    lead = _vld_cells(vld, asked, ("SEQNO", *times))
+    payload = answer.payloads.get(vld.seqno, []) if asked.payload else [{}]
+    if not payload:
+        note = "; ".join(p for p in (note, "no payload rows (VLD entry but no data)") if p)
+    return [{**lead, **{c: cell(r.get(c)) for c in asked.columns if r}, "NOTE": note if i == 0 else ""}
+            for i, r in enumerate(payload or [{}])]
 
 
 def _note(seg: Segment, asked: Asked) -> str:
@@ -223,14 +234,22 @@ def at_json(answer: AtAnswer, asked: Asked) -> str:
 
 
 def range_json(answer: RangeAnswer, asked: Asked) -> str:
-    records = []
+    """records: every record overlapping the range in time order, each with where it answers (from, until;
+    null for one overlaid throughout, "answers": false); gaps: where none answers."""
+    placed: list[tuple[datetime, dict[str, Any]]] = []
     for seg in answer.records:
         assert seg.vld is not None
         rec = {**_vld_json(seg.vld, asked), "from": asked.iso(seg.start), "until": asked.iso(seg.end),
-               "overlaid": seg.overlaid, "non_unique_versiondate": list(seg.ties)}
-        if asked.payload:
-            rec["payload"] = _payload_json(answer.payloads.get(seg.vld.seqno, []))
-        records.append(rec)
+               "answers": True, "overlaid": seg.overlaid, "non_unique_versiondate": list(seg.ties)}
+        placed.append((seg.start, rec))
+    for vld in answer.hidden:
+        rec = {**_vld_json(vld, asked), "from": None, "until": None, "answers": False, "overlaid": True,
+               "non_unique_versiondate": []}
+        placed.append((max(vld.timestart, answer.start), rec))
+    records = [rec for _, rec in sorted(placed, key=lambda p: p[0])]
+    if asked.payload:
+        for rec in records:
+            rec["payload"] = _payload_json(answer.payloads.get(rec["seqno"], []))
     gaps = [{"from": asked.iso(g.start), "until": asked.iso(g.end)} for g in answer.gaps]
     return json.dumps({**_asked_json(asked), "records": records, "gaps": gaps}, indent=2)
 
@@ -268,12 +287,19 @@ def at_csv(answer: AtAnswer, asked: Asked) -> str:
 
 
 def range_csv(answer: RangeAnswer, asked: Asked) -> str:
-    """A line per payload row in time order, led by its record's SEQNO, TIMESTART and TIMEEND
-    (--no-payload: a line per record with its Vld row); gaps are the missing times."""
+    """A line per payload row in time order, led by its record's SEQNO, TIMESTART and TIMEEND and by FROM,
+    UNTIL: where in the range it is the answer (a record split by an overlay: a line per piece; one
+    overlaid throughout: FROM and UNTIL empty). --no-payload: a line per record with its Vld row."""
+    pieces: list[tuple[datetime, VldRow, datetime | None, datetime | None]] = [
+        (s.start, s.vld, s.start, s.end) for s in answer.records if s.vld is not None]
+    pieces += [(max(v.timestart, answer.start), v, None, None) for v in answer.hidden]
+    pieces.sort(key=lambda p: p[0])
+    lead = ("SEQNO", "TIMESTART", "TIMEEND")
     if not asked.payload:
         names = ("SEQNO", *VLD_TIMES, *VLD_CONTEXT)
-        return _csv(names, (_vld_csv(s.vld, asked, names) for s in answer.records if s.vld is not None))
-    lead = ("SEQNO", "TIMESTART", "TIMEEND")
-    rows = ([*_vld_csv(s.vld, asked, lead), *(_csv_value(r.get(c)) for c in asked.columns)]
-            for s in answer.records if s.vld is not None for r in answer.payloads.get(s.vld.seqno, []))
-    return _csv([*lead, *asked.columns], rows)
+        return _csv([*names[:3], "FROM", "UNTIL", *names[3:]],
+                    ([*_vld_csv(v, asked, names)[:3], asked.iso(a), asked.iso(b), *_vld_csv(v, asked, names)[3:]]
+                     for _, v, a, b in pieces))
+    rows = ([*_vld_csv(v, asked, lead), asked.iso(a), asked.iso(b), *(_csv_value(r.get(c)) for c in asked.columns)]
+            for _, v, a, b in pieces for r in answer.payloads.get(v.seqno, []))
+    return _csv([*lead, "FROM", "UNTIL", *asked.columns], rows)

@@ -4,8 +4,9 @@
                                      holding t, the higher SEQNO on a tie), its payload, the SEQNOs it
                                      beat only by SEQNO (DBI's "Non-unique versionDate"), and in a gap
                                      the records before and after it
-    over(conn, tables, a, b, ctx)    RangeAnswer: the same question asked at every instant of [a, b),
-                                     as segments (one record answering throughout) and gaps, in time order
+    over(conn, tables, a, b, ctx)    RangeAnswer: every record of the context overlapping [a, b): where
+                                     each answers (the question asked at every instant: segments and gaps,
+                                     in time order), and those that answer nowhere (overlaid throughout)
     segments(rows, a, b)             that sweep, pure: no database, no clock
 
 A record that another one overlays in part answers only where it wins: its segment says from and
@@ -63,6 +64,8 @@ class RangeAnswer:
     end: datetime
     segments: tuple[Segment, ...]
     payloads: dict[int, Payload] = field(default_factory=dict)
+    hidden: tuple[VldRow, ...] = ()     # records overlapping the range that answer nowhere in it (overlaid
+                                        # throughout by a later VERSIONDATE), by TIMESTART
 
     @property
     def records(self) -> list[Segment]:
@@ -93,9 +96,12 @@ def over(conn: Connection, tables: DbiTables, start: datetime, end: datetime, ct
     rows = [VldRow.from_row(r) for r in conn.execute(
         reader.overlapping_select(tables, start, end, ctx, rollback=rollback))]
     found = segments(rows, start, end)
-    seqnos = sorted({s.vld.seqno for s in found if s.vld is not None})
+    answering = {s.vld.seqno for s in found if s.vld is not None}
+    hidden = tuple(sorted((r for r in rows if r.seqno not in answering and r.timestart < r.timeend),
+                          key=lambda r: (r.timestart, r.seqno)))
+    seqnos = sorted(answering | {r.seqno for r in hidden})
     payloads = reader.payloads(conn, tables, seqnos) if with_payload and seqnos else {}
-    return RangeAnswer(start, end, tuple(found), payloads)
+    return RangeAnswer(start, end, tuple(found), payloads, hidden)
 
 
 def _rank(row: VldRow) -> tuple[datetime, int]:

@@ -98,7 +98,7 @@ def _engine(url: URL, what: str) -> Engine:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
             and not Path(url.database).exists():
         raise ConfigError(f"no SQLite database file {url.database}", key=what)
-    return databases.make_engine(url, readonly=True)
+    return databases.reading_engine(url, what)
 
 
 def session_(dbconf: str, *, what: str = "session_") -> NonDbiSession:

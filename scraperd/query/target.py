@@ -84,7 +84,7 @@ def engine_for(where: Where) -> Engine:
             and not Path(url.database).exists():
         raise ConfigError(f"no SQLite database file {url.database}", key="--db" if where.section is None else "target",
                           section=where.section)
-    return databases.make_engine(url, readonly=True)
+    return databases.reading_engine(url, "--db" if where.section is None else "target")
 
 
 # ----------------------------------------------------------------------------------------------------------
