@@ -4,8 +4,8 @@ A DcsPmtHv table pair on MariaDB in the database `scraperd_bench_backup`, made b
 (`scraperd ddl DcsPmtHv --dialect mysql`: DcsPmtHv, DcsPmtHvVld, LOCALSEQNO) and filled by
 `INSERT ... SELECT` from MariaDB's SEQUENCE engine: 192 payload rows (ladder x col x ring) per SEQNO,
 one Vld row per SEQNO, LOCALSEQNO = the highest SEQNO. Full size (--full): 52,084 SEQNOs = 10M payload
-rows, --chunk 1000 (192k rows a chunk); small: 2,605 SEQNOs = 500k rows, --chunk 50 (the same shape:
-52 complete chunks and an open one). Timed side by side in one run, every command a child process:
+rows, --chunk 2000 (384k rows a chunk); small: 2,605 SEQNOs = 500k rows, --chunk 100 (the same shape:
+26 complete chunks and an open one). Timed side by side in one run, every command a child process:
 
     (a0) `mariadb-dump --single-transaction DB DcsPmtHv DcsPmtHvVld LOCALSEQNO > dump.sql`, printed for
         information: the same dump without compression, which scraperd's files have;
@@ -63,10 +63,10 @@ LOCALSEQNO = "LOCALSEQNO"
 ROWS_PER_SEQNO = 192                 # 8 ladders x 3 columns x 8 rings
 FULL_SEQNOS = 52_084                 # 10,000,128 payload rows
 SMALL_SEQNOS = 2_605                 # 500,160 payload rows
-# 192 payload rows a SEQNO: 1000 SEQNOs are 192k rows a chunk file (what 10,000 SEQNOs of a 19-row table
-# hold), 53 chunks, so that two workers stay busy to the end and an open chunk is ~1 % of the table
-FULL_CHUNK = 1_000
-SMALL_CHUNK = 50                     # the small table keeps the full one's shape: 52 complete chunks + 1 open
+# 192 payload rows a SEQNO: 2000 SEQNOs are 384k rows (~2.7 MB gzip) a chunk file, 27 chunks, so that two
+# workers stay busy to the end and the open chunk stays small against the table
+FULL_CHUNK = 2_000
+SMALL_CHUNK = 100                    # the small table keeps the full one's shape: 26 complete chunks + 1 open
 GROWTH = 0.01
 BUILD_BATCH = 5_000                  # SEQNOs per INSERT ... SELECT while building
 START = datetime(2012, 1, 1)

@@ -306,11 +306,11 @@ def _dump(db: Db, snap: Any, plans: dict[str, PairPlan], jobs: list[Job], worker
         for table, w in writers.items():
             written = w.commit()
             job.entry.files[table] = FileEntry(w.path.name, job.counts[table], written.sha256,
-                                               written.content_sha256, written.bytes)
+                                               written.content_crc32, written.bytes)
         old = plan.redumped.get(job.entry.index)
         for table, f in job.entry.files.items():
             before = old.files.get(table) if old else None
-            if before is not None and before.content_sha256 != f.content_sha256:
+            if before is not None and before.content_crc32 != f.content_crc32:
                 message = (f"{plan.dir / f.name}: complete chunk {job.entry.index} of {table} (SEQNO "
                            f"{job.entry.first}..{job.entry.upto}) dumped again holds other rows than it did "
                            f"({before.rows} then, {f.rows} now): the live table changed under a complete chunk")

@@ -12,7 +12,7 @@ will be written into it any more, and a later backup never dumps it again. The l
 is dumped again by every run, up to the SEQNO that run's snapshot held (`upto`).
 
 Each file's entry keeps its row count, the SHA-256 of the file (compressed: what verify and restore
-check before reading it) and the SHA-256 of its SQL text (uncompressed: what `verify DB` compares with
+check before reading it) and the CRC-32 of its SQL text (uncompressed: what `verify DB` compares with
 the live table, dumped again the same way). A chunk file is written under a temporary name
 (`.tmp-...`) and renamed when complete, then the manifest names it: a file the manifest does not
 name is not part of the backup, whatever it holds.
@@ -68,7 +68,7 @@ class FileEntry:
     name: str
     rows: int
     sha256: str          # of the file as stored (gzip)
-    content_sha256: str  # of the SQL text in it
+    content_crc32: str   # of the SQL text in it (what `verify DB` compares a live table's dump with)
     bytes: int = 0
 
 

@@ -61,7 +61,7 @@ class Written:
     """What writing one chunk file produced."""
 
     sha256: str
-    content_sha256: str
+    content_crc32: str
     bytes: int
 
 
@@ -87,7 +87,7 @@ class ChunkWriter:
         self.tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
         self.f = open(self.tmp, "wb")
         self.z = zlib.compressobj(COMPRESSLEVEL, zlib.DEFLATED, 31)  # 31: gzip framing
-        self.content = hashlib.sha256()
+        self.content = ContentHash()
         self.stored = hashlib.sha256()
         self.size = 0
 
@@ -123,16 +123,20 @@ class ChunkWriter:
 
 
 class ContentHash:
-    """A sink with ChunkWriter's write() that only hashes (verify against a live table)."""
+    """The checksum of a chunk's SQL text (CRC-32, ISA-L's: ~10 GB/s) and ChunkWriter's write(): what
+    `verify DB` compares a live table's dump with. The file itself is checked by its SHA-256."""
 
     def __init__(self) -> None:
-        self.content = hashlib.sha256()
+        self.crc = 0
 
     def write(self, data: bytes) -> None:
-        self.content.update(data)
+        self.crc = zlib.crc32(data, self.crc)
+
+    def update(self, data: bytes) -> None:
+        self.write(data)
 
     def hexdigest(self) -> str:
-        return self.content.hexdigest()
+        return f"{self.crc & 0xFFFFFFFF:08x}"
 
 
 # ----------------------------------------------------------------------------------------------------------

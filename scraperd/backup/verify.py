@@ -3,7 +3,7 @@
 Without DB: every manifest readable, the chunk sequence without a gap, every file present with the
 SHA-256 its manifest recorded. With DB: besides, each chunk's SEQNO range (up to what that chunk's
 dump could see) is dumped again from the live table, exactly as the backup dumped it, and its row
-count and the SHA-256 of its SQL text compared with the manifest's. DBI never changes a row once
+count and the CRC-32 of its SQL text compared with the manifest's. DBI never changes a row once
 written, so a difference under a complete chunk is corruption, of the live table or of the backup.
 """
 
@@ -92,7 +92,7 @@ def _live(db: Db, manifests: list[tuple[Path, layout.Manifest]], report: Report)
                         rows = dbmod.count(db, conn, t, entry.first, entry.upto)
                         h = sqlfiles.ContentHash()
                         backupmod.dump_file(db, conn, defaults, t, columns[t], entry, h, ordered=ordered)
-                        if rows != f.rows or h.hexdigest() != f.content_sha256:
+                        if rows != f.rows or h.hexdigest() != f.content_crc32:
                             what = (f"{rows} rows live, {f.rows} in the backup" if rows != f.rows
                                     else "same row count, different values")
                             kind = "complete chunk" if entry.complete else "open chunk"
