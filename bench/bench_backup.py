@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +74,7 @@ BUILD_BATCH = 5_000                  # SEQNOs per INSERT ... SELECT while buildi
 START = datetime(2012, 1, 1)
 STEP_S = 60                          # one record a minute
 RECIPE = "scraperd bench backup v1"  # change when the values below change: old tables are rebuilt
+ROUNDS = 3                           # (a) and (b) alternate this many times: medians compared
 TARGET_FULL = 1.0                    # (b)/(a)
 TARGET_INCREMENTAL = 0.05            # (c)/(b)
 TARGET_RESTORE = 0.5                 # (e)/(d)
@@ -336,16 +339,24 @@ def main(full: bool) -> None:
             print(f"backup.mysqldump_plain_s: {a0_s:.2f}  (a0: mariadb-dump --single-transaction > file, "
                   f"{size(plain) / 1e6:,.1f} MB, uncompressed)", flush=True)
             plain.unlink()
-            a_s = baseline_dump(defaults, dump, d / "baseline.err")
+            # (a) and (b) alternate ROUNDS times, each from scratch; the medians are compared (one run of
+            # each on this 2-core machine moves the ratio by several %)
+            a_runs, b_runs = [], []
+            for _ in range(ROUNDS):
+                a_runs.append(baseline_dump(defaults, dump, d / "baseline.err"))
+                shutil.rmtree(bk, ignore_errors=True)
+                log = d / "backup.log"
+                b_s, rc, ev = scraperd(["backup", url_arg(src), "--dir", str(bk), "--chunk", str(chunk)], log,
+                                       60 + 20 * a_runs[-1])
+                must(rc, "scraperd backup", log)
+                where, b_run = phases(ev, b_s, "backup_started", "chunk_dumped", "backup_done")
+                b_runs.append((b_s, b_run, where))
+            a_s = statistics.median(a_runs)
+            b_s, b_run, where = sorted(b_runs)[len(b_runs) // 2]
             print(f"backup.mysqldump_gzip1_s: {a_s:.2f}  (a: mariadb-dump --single-transaction | gzip -1, "
-                  f"{size(dump) / 1e6:,.1f} MB)", flush=True)
-
-            log = d / "backup.log"
-            b_s, rc, ev = scraperd(["backup", url_arg(src), "--dir", str(bk), "--chunk", str(chunk)], log,
-                                   60 + 20 * a_s)
-            must(rc, "scraperd backup", log)
-            where, b_run = phases(ev, b_s, "backup_started", "chunk_dumped", "backup_done")
-            print(f"backup.full_s: {b_s:.2f}  (b: {rows / b_s:,.0f} rows/s; {where})", flush=True)
+                  f"{size(dump) / 1e6:,.1f} MB; median of {', '.join(f'{x:.2f}' for x in a_runs)})", flush=True)
+            print(f"backup.full_s: {b_s:.2f}  (b: {rows / b_s:,.0f} rows/s; {where}; median of "
+                  f"{', '.join(f'{x[0]:.2f}' for x in b_runs)})", flush=True)
             full_bytes = size(bk)
 
             grow_s = grow(seqnos, extra)
@@ -407,6 +418,9 @@ def main(full: bool) -> None:
           f"(e)/(d) {e_run / d_s:.3f}")
     print(f"backup.ratio_wall: (c)/(b) {c_s / b_s:.3f} (the incremental command's wall time, start-up included); "
           f"(b)/(a0) {b_s / a0_s:.3f} (against mysqldump without compression)")
+    if not full:
+        print("backup.note: the small table (0.5M rows) is timed for the habit: scraperd's fixed start-up (~0.3 s "
+              "a command) dominates it; the targets are the issue's for the 10M-row table (make bench-full)")
     print(f"ratio: {verdict(b_s / a_s, TARGET_FULL)}  (b) full backup / (a) mysqldump | gzip -1")
     # the incremental run's cost as it measures and reports it (backup_started..backup_done): what grows
     # with the data; the process start-up (a constant ~0.3-0.5 s, printed above) does not

@@ -29,6 +29,7 @@ from scraperd.config.values import (
     Names,
     OptDuration,
     OptFloat,
+    OptInt,
     OptPath,
     OptWhen,
     RegimeRef,
@@ -374,8 +375,8 @@ class BackupSection(Notify, Program):
 
     chunk: Int = Field(10000, ge=1, description="SEQNOs per chunk file of a new backup directory (an existing "
                        "one keeps its own).")
-    workers: Int = Field(2, ge=1, description="Chunks dumped or loaded at once (MySQL: one connection or "
-                         "mysqldump each).")
+    workers: OptInt = Field(None, ge=1, description="Chunks dumped or loaded at once (MySQL: a mysqldump or a "
+                            "connection each; default: backup 3, restore 2).")
 
 
 NOT_PROGRAMS = ("watchdog", "backup")  # modes supervisord runs as no program of the section's name
