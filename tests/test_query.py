@@ -338,6 +338,8 @@ BAD = {
     "no time": (["query", "DcsAdTemp"], "one of the arguments --at --range is required"),
     "empty range": (["query", "DcsAdTemp", "--range", "2011-02-02", "2011-02-01"], "--range: the range's start"),
     "not a number": (["query", "DcsAdTemp", "--at", "2011-02-01", "--subsite", "x"], "invalid int value: 'x'"),
+    "mask of no bit": (["query", "DcsAdTemp", "--at", "2011-02-01", "--sitemask", "0"], "--sitemask: must be a bit mask"),
+    "negative mask": (["query", "DcsAdTemp", "--at", "2011-02-01", "--simmask", "-1"], "--simmask: must be a bit mask"),
 }
 
 

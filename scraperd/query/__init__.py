@@ -135,6 +135,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _sitemask(args: argparse.Namespace) -> int | None:
+    for key in ("sitemask", "simmask"):  # a mask of no bit matches nothing, a negative one everything
+        value = getattr(args, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"must be a bit mask of 1 or more (DBI's masks: 1, 2, 4, ...), got {value}",
+                              key=f"--{key}")
     if args.site is None:
         return int(args.sitemask) if args.sitemask is not None else None
     try:
