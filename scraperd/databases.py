@@ -236,9 +236,13 @@ def make_engine(url: URL, *, readonly: bool = False, **kw: Any) -> Engine:
     return sa.create_engine(url, connect_args=connect_args, **kw)
 
 
-def reading_engine(url: URL, key: str | None = None) -> Engine:
-    """make_engine(url, readonly=True) for a command that reads what it is pointed at: no such dialect
-    or its driver not installed is a ConfigError (exit 78, one line), not a traceback."""
+def reading_engine(url: URL, key: str | None = None, *, section: str | None = None) -> Engine:
+    """make_engine(url, readonly=True) for a command that reads what it is pointed at: an SQLite file that
+    does not exist (it would be created), no such dialect or its driver not installed is a ConfigError
+    (exit 78, one line), not a traceback."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and not Path(url.database).exists():
+        raise ConfigError(f"no SQLite database file {url.database}", key=key, section=section)
     try:
         return make_engine(url, readonly=True)
     except (sa.exc.ArgumentError, ImportError) as exc:

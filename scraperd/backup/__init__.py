@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import contextlib
 import sys
 import traceback
 from collections.abc import Callable
@@ -219,7 +220,8 @@ def _job(args: argparse.Namespace, job: str, work: Callable[[Db, config.BackupSe
     db = Db.open(args.db, **engine_kw)
     try:
         try:
-            totals = _database_errors(db, lambda: work(db, section.settings if section else None, notice))
+            with db.one_line_errors():
+                totals = work(db, section.settings if section else None, notice)
         except BaseException as exc:
             notice.finish("failed", "".join(traceback.format_exception(exc)).rstrip())
             raise
@@ -227,18 +229,6 @@ def _job(args: argparse.Namespace, job: str, work: Callable[[Db, config.BackupSe
     finally:
         db.dispose()
     return totals
-
-
-def _database_errors(db: Db, work: Callable[[], Any]) -> Any:
-    """work(); what the database driver raised (a server gone mid-way, a refused query) as one line."""
-    from scraperd.backup.layout import BackupError
-
-    try:
-        return work()
-    except db.errors as exc:
-        orig = getattr(exc, "orig", None) or exc
-        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        raise BackupError(f"database error on {db.shown}: {first}") from exc
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -277,8 +267,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     _logging()
     db = Db.open(args.db, reading=True) if args.db else None
     try:
-        report = verify.run(args.dir, db, args.tables) if db is None else _database_errors(
-            db, lambda: verify.run(args.dir, db, args.tables))
+        with db.one_line_errors() if db else contextlib.nullcontext():
+            report = verify.run(args.dir, db, args.tables)
     finally:
         if db:
             db.dispose()

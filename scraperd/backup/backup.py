@@ -122,14 +122,10 @@ def run(db: Db, root: Path, tables: Sequence[str], chunk: int, workers: int,
         names = _chosen(db, snap, tables)
         engines = {t: dbmod.engines(db, snap, (t, f"{t}Vld")) for t in names}
         log.info("backup_started", db=db.shown, dir=str(root), tables=names, chunk=chunk, workers=workers)
-        plans = []
-        for t in names:
-            transactional = all(e in ("InnoDB", "sqlite") for e in engines[t].values())
-            if transactional:
-                plans.append(_plan(db, snap, root, t, chunk, chunk_given))
+        plans = [_plan(db, snap, root, t, chunk, chunk_given) for t in names if dbmod.transactional(engines[t])]
         totals = Totals()
         jobs = [j for p in plans for j in p.jobs]
-        non_tx = [t for t in names if not all(e in ("InnoDB", "sqlite") for e in engines[t].values())]
+        non_tx = [t for t in names if not dbmod.transactional(engines[t])]
         progress = Progress(len(jobs), unit="chunks", event="backup_progress")
         if notice:
             notice.start(len(jobs))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,14 @@ class Db:
             yield proxy.driver_connection
         finally:
             proxy.invalidate()  # never back into the pool: its session state (snapshot, locks) is ours
+
+    @contextmanager
+    def one_line_errors(self) -> Iterator[None]:
+        """What the driver raises inside (a server gone mid-way, a refused query): one line, exit 1."""
+        try:
+            yield
+        except self.errors as exc:
+            raise BackupError(f"database error on {self.shown}: {_first_line(exc)}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -210,6 +218,20 @@ def count(db: Db, conn: Any, table: str, first: int, last: int) -> int:
     return int(rows(conn, f"SELECT COUNT(*) FROM {db.q(table)} WHERE SEQNO BETWEEN {int(first)} AND {int(last)}")[0][0])
 
 
+@contextmanager
+def transaction(db: Db, conn: Any) -> Iterator[None]:
+    """One transaction on a raw connection: committed when the block ends, rolled back when it raises
+    (a rollback that fails too, on a connection gone, leaves the block's own error to be seen)."""
+    execute(conn, "BEGIN" if db.dialect == "sqlite" else "START TRANSACTION")
+    try:
+        yield
+        execute(conn, "COMMIT")
+    except BaseException:
+        with suppress(Exception):
+            execute(conn, "ROLLBACK")
+        raise
+
+
 def begin_snapshot(db: Db, conn: Any) -> None:
     """One consistent read view for every query that follows on conn."""
     if db.dialect == "mysql":
@@ -219,6 +241,11 @@ def begin_snapshot(db: Db, conn: Any) -> None:
     else:
         execute(conn, "BEGIN")
         rows(conn, "SELECT COUNT(*) FROM sqlite_master")  # WAL: the snapshot starts at the first read
+
+
+def transactional(engines: dict[str, str]) -> bool:
+    """Whether every table of engines() takes transactions (a snapshot); MyISAM does not."""
+    return all(e in ("InnoDB", "sqlite") for e in engines.values())
 
 
 def engines(db: Db, conn: Any, tables: tuple[str, ...]) -> dict[str, str]:

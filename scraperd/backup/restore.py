@@ -170,10 +170,10 @@ def _prepare(db: Db, conn: Any, d: Path, m: Manifest, *, resume: bool) -> bool:
     _script(db, conn, f"CREATE TABLE IF NOT EXISTS {db.q(MARKER)} (TABLENAME {text} NOT NULL PRIMARY KEY, "
                       f"DIR {'VARCHAR(1024)' if db.dialect == 'mysql' else 'TEXT'} NOT NULL){engine};\n")
     if not resume:
-        dbmod.execute(conn, "BEGIN" if db.dialect == "sqlite" else "START TRANSACTION")
-        dbmod.execute(conn, f"DELETE FROM {db.q(LOCALSEQNO)} WHERE TABLENAME = {db.param}", (m.table,))
-        dbmod.execute(conn, f"INSERT INTO {db.q(MARKER)} VALUES ({db.param}, {db.param})", (m.table, str(d.resolve())))
-        dbmod.execute(conn, "COMMIT")
+        with dbmod.transaction(db, conn):
+            dbmod.execute(conn, f"DELETE FROM {db.q(LOCALSEQNO)} WHERE TABLENAME = {db.param}", (m.table,))
+            dbmod.execute(conn, f"INSERT INTO {db.q(MARKER)} VALUES ({db.param}, {db.param})",
+                          (m.table, str(d.resolve())))
     cols = dbmod.columns(db, conn, m.table)
     return db.dialect == "mysql" and dbmod.all_numeric(cols)
 
@@ -198,14 +198,9 @@ def _script(db: Db, conn: Any, text: str) -> None:
 
 
 def _tx(db: Db, conn: Any, statements: Sequence[str]) -> None:
-    dbmod.execute(conn, "BEGIN" if db.dialect == "sqlite" else "START TRANSACTION")
-    try:
+    with dbmod.transaction(db, conn):
         for s in statements:
             dbmod.execute(conn, s)
-        dbmod.execute(conn, "COMMIT")
-    except BaseException:
-        dbmod.execute(conn, "ROLLBACK")
-        raise
 
 
 def load_chunk(db: Db, conn: Any, job: Job, upto: int | None, tmp: Path) -> int:
@@ -213,9 +208,8 @@ def load_chunk(db: Db, conn: Any, job: Job, upto: int | None, tmp: Path) -> int:
     inserted, must be the manifest's (a partial chunk, --upto, is counted in SQL after the cut)."""
     m, e = job.manifest, job.entry
     partial = upto is not None and e.upto > upto
-    dbmod.execute(conn, "BEGIN" if db.dialect == "sqlite" else "START TRANSACTION")
-    try:
-        n = 0
+    n = 0
+    with dbmod.transaction(db, conn):
         for t in m.tables:
             if dbmod.count(db, conn, t, e.first, e.last):  # a resumed chunk, or one loaded by hand
                 dbmod.execute(conn, f"DELETE FROM {db.q(t)} WHERE SEQNO BETWEEN {e.first} AND {e.last}")
@@ -232,14 +226,7 @@ def load_chunk(db: Db, conn: Any, job: Job, upto: int | None, tmp: Path) -> int:
             elif loaded != e.files[t].rows:
                 raise BackupError(f"{path}: loaded {loaded} rows of {t}, the manifest says {e.files[t].rows}")
             n += loaded
-        dbmod.execute(conn, "COMMIT")
-        return n
-    except BaseException:
-        try:
-            dbmod.execute(conn, "ROLLBACK")
-        except Exception:
-            pass
-        raise
+    return n
 
 
 def _load_data(conn: Any, path: Path, table: str, tmp: Path) -> int:

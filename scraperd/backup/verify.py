@@ -9,6 +9,7 @@ written, so a difference under a complete chunk is corruption, of the live table
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,42 +67,38 @@ def run(root: Path, db: Db | None, tables: Sequence[str] = ()) -> Report:
 
 def _live(db: Db, manifests: list[tuple[Path, layout.Manifest]], report: Report) -> None:
     progress = Progress(sum(len(m.chunks) for _, m in manifests), unit="chunks", event="verify_progress")
-    with db.raw() as conn:
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(db.raw())
+        stack.callback(progress.close)
+        defaults = stack.enter_context(sqlfiles.mysql_defaults(db.url)) if db.dialect == "mysql" else None
         dbmod.begin_snapshot(db, conn)
         present = set(dbmod.table_names(db, conn))
-        cm = sqlfiles.mysql_defaults(db.url) if db.dialect == "mysql" else None
-        defaults = cm.__enter__() if cm else None
-        try:
-            for d, m in manifests:
-                if m.dialect != db.dialect:
-                    report.problems.append(f"{d}: a backup of a {m.dialect} database, {db.shown} is {db.dialect}: "
-                                           "live contents not compared")
-                    continue
-                missing = [t for t in m.tables if t not in present]
-                if missing:
-                    report.problems.append(f"{db.shown}: no table {', '.join(missing)} (backed up in {d})")
-                    continue
-                columns = {t: dbmod.columns(db, conn, t) for t in m.tables}
-                engines = dbmod.engines(db, conn, m.tables)
-                ordered = not all(e in ("InnoDB", "sqlite") for e in engines.values())
-                for entry in m.ordered():
-                    for t in m.tables:
-                        f = entry.files.get(t)
-                        if f is None:
-                            continue
+        for d, m in manifests:
+            if m.dialect != db.dialect:
+                report.problems.append(f"{d}: a backup of a {m.dialect} database, {db.shown} is {db.dialect}: "
+                                       "live contents not compared")
+                continue
+            missing = [t for t in m.tables if t not in present]
+            if missing:
+                report.problems.append(f"{db.shown}: no table {', '.join(missing)} (backed up in {d})")
+                continue
+            columns = {t: dbmod.columns(db, conn, t) for t in m.tables}
+            ordered = not dbmod.transactional(dbmod.engines(db, conn, m.tables))
+            for entry in m.ordered():
+                for t in m.tables:
+                    f = entry.files.get(t)
+                    if f is None:
+                        continue
+                    h = sqlfiles.ContentHash()
+                    rows = backupmod.dump_file(db, conn, defaults, t, columns[t], entry, h, ordered=ordered)
+                    if rows is None:  # as the backup counts them: in SQL when the dump's text cannot say
                         rows = dbmod.count(db, conn, t, entry.first, entry.upto)
-                        h = sqlfiles.ContentHash()
-                        backupmod.dump_file(db, conn, defaults, t, columns[t], entry, h, ordered=ordered)
-                        if rows != f.rows or h.hexdigest() != f.content_crc32:
-                            what = (f"{rows} rows live, {f.rows} in the backup" if rows != f.rows
-                                    else "same row count, different values")
-                            kind = "complete chunk" if entry.complete else "open chunk"
-                            report.problems.append(
-                                f"{d / f.name}: {kind} {entry.index} of {t} (SEQNO {entry.first}..{entry.upto}) "
-                                f"differs from {db.shown}: {what}: the live table or the backup is corrupt")
-                    report.live_checked += 1
-                    progress.advance(entry.rows)
-        finally:
-            if cm:
-                cm.__exit__(None, None, None)
-            progress.close()
+                    if rows != f.rows or h.hexdigest() != f.content_crc32:
+                        what = (f"{rows} rows live, {f.rows} in the backup" if rows != f.rows
+                                else "same row count, different values")
+                        kind = "complete chunk" if entry.complete else "open chunk"
+                        report.problems.append(
+                            f"{d / f.name}: {kind} {entry.index} of {t} (SEQNO {entry.first}..{entry.upto}) "
+                            f"differs from {db.shown}: {what}: the live table or the backup is corrupt")
+                report.live_checked += 1
+                progress.advance(entry.rows)

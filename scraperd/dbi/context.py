@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# DBI's site masks (Site::kDayaBay ...), and the DCS table prefix of each site (dcsnames.SITES).
+from scraperd import dcsnames
+
+# DBI's site masks (Site::kDayaBay ...), and the DCS table prefix of each site: the bit dcsnames gives it
 SITES = {"DayaBay": 1, "LingAo": 2, "Far": 4, "Mid": 8, "Aberdeen": 16, "SAB": 32}
-DCS_SITES = {"DBNS": 1, "LANS": 2, "FARS": 4, "MIDS": 8}
+DCS_SITES = {name: 1 << i for i, name in enumerate(dcsnames.SITES)}
 
 
 def site_mask(name: str) -> int:

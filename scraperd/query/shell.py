@@ -20,7 +20,6 @@ import sys
 import traceback
 import types
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -95,9 +94,6 @@ class NonDbiSession(Session):
 
 
 def _engine(url: URL, what: str) -> Engine:
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
-            and not Path(url.database).exists():
-        raise ConfigError(f"no SQLite database file {url.database}", key=what)
     return databases.reading_engine(url, what)
 
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import cast
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from scraperd import config, databases, preflight
-from scraperd.config.values import DATETIME_FORMATS, did_you_mean
+from scraperd.config.values import did_you_mean, parse_datetime, parse_timezone
 from scraperd.dbi import reader
 from scraperd.dbi.context import Context
 from scraperd.dbi.tables import DbiTables
@@ -51,25 +51,20 @@ class Where:
 def parse_zone(name: str | None) -> ZoneInfo:
     """--tz: an IANA zone name (UTC when not given)."""
     try:
-        return ZoneInfo((name or "UTC").strip())
-    except (ZoneInfoNotFoundError, ValueError):
+        return cast(ZoneInfo, parse_timezone(name or "UTC"))
+    except ValueError:
         raise ConfigError(f"unknown time zone {name!r} (use an IANA name such as UTC or Asia/Shanghai)",
                           key="--tz") from None
 
 
 def parse_time(text: str, tz: ZoneInfo, option: str) -> datetime:
-    """A time as typed (2011-02-01 08:00:00, 2011-02-01T08:00:00, 2011-02-01 08:00, 2011-02-01), in
-    tz unless it carries its own offset (2011-02-01T08:00:00+08:00), as naive UTC."""
-    value = text.strip()
-    for fmt in DATETIME_FORMATS:
+    """A time as typed (the config's formats: 2011-02-01 08:00:00, 2011-02-01T08:00:00, 2011-02-01 08:00,
+    2011-02-01), in tz unless it carries its own offset (2011-02-01T08:00:00+08:00), as naive UTC."""
+    try:
+        local = cast(datetime, parse_datetime(text))
+    except ValueError:
         try:
-            local = datetime.strptime(value, fmt)
-            break
-        except ValueError:
-            continue
-    else:
-        try:
-            local = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            local = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
         except ValueError:
             raise ConfigError(f"cannot parse {text!r} as a time (use 'YYYY-MM-DD HH:MM:SS', "
                               "'YYYY-MM-DDTHH:MM:SS' or 'YYYY-MM-DD')", key=option) from None
@@ -79,12 +74,7 @@ def parse_time(text: str, tz: ZoneInfo, option: str) -> datetime:
 
 def engine_for(where: Where) -> Engine:
     """A read-only engine; an SQLite file that does not exist is refused (it would be created)."""
-    url = where.url
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
-            and not Path(url.database).exists():
-        raise ConfigError(f"no SQLite database file {url.database}", key="--db" if where.section is None else "target",
-                          section=where.section)
-    return databases.reading_engine(url, "--db" if where.section is None else "target")
+    return databases.reading_engine(where.url, "--db" if where.section is None else "target", section=where.section)
 
 
 # ----------------------------------------------------------------------------------------------------------
